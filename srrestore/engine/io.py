@@ -1,0 +1,125 @@
+"""The interface between format adapters (domains) and the engine.
+
+The engine sees an :class:`ImageSpec`, a :class:`Reader` and a :class:`Writer`
+only: never paths, CRS, affines or DICOM tags. Arrays are channels-first,
+``(C, *spatial)``, in the image's own dtype and units.
+
+``ArrayReader`` and ``ArrayWriter`` adapt in-memory numpy arrays; they are what
+``SRModel.upscale`` uses and what tests use as reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from srrestore.engine.region import Region
+
+__all__ = ["ImageSpec", "Reader", "Writer", "ArrayReader", "ArrayWriter", "valid_mask"]
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What the engine needs to know about an image.
+
+    Attributes:
+        channels: number of bands / channels ``C``.
+        shape: spatial shape, ``(H, W)`` or ``(D, H, W)``.
+        dtype: numpy dtype name of the stored values (``"uint16"``...).
+        nodata: value marking invalid pixels (``float("nan")`` allowed), or None.
+    """
+
+    channels: int
+    shape: tuple[int, ...]
+    dtype: str
+    nodata: float | None = None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def valid_mask(array: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Pixels valid in every channel.
+
+    Args:
+        array: ``(C, *spatial)`` values.
+        nodata: the nodata value (NaN allowed) or None.
+
+    Returns:
+        ``(*spatial)`` bool array, True where no channel equals ``nodata``.
+        A pixel is invalid if *any* channel holds nodata (GDAL's single
+        per-dataset nodata, invariant G5).
+    """
+    if nodata is None:
+        if np.issubdtype(array.dtype, np.floating):
+            return ~np.isnan(array).any(axis=0)
+        return np.ones(array.shape[1:], dtype=bool)
+    if np.isnan(nodata):
+        return ~np.isnan(array).any(axis=0)
+    return ~(array == np.asarray(nodata, dtype=array.dtype)).any(axis=0)
+
+
+@runtime_checkable
+class Reader(Protocol):
+    """Reads windows of an input image.
+
+    ``read(region)`` is only called with regions inside ``[0, spec.shape)``;
+    the engine pads past the edges itself, the same way for tiles and for
+    whole-image inference.
+    """
+
+    spec: ImageSpec
+
+    def read(self, region: Region) -> np.ndarray:
+        """Return ``(C, *region.size)`` stored values in ``spec.dtype``."""
+        ...
+
+    def read_valid(self, region: Region) -> np.ndarray:
+        """Return the ``(*region.size)`` bool mask of valid pixels."""
+        ...
+
+
+@runtime_checkable
+class Writer(Protocol):
+    """Writes windows of the output image, in output pixel space."""
+
+    def write(self, region: Region, array: np.ndarray) -> None:
+        """Store ``(C, *region.size)`` values (already in the output dtype)."""
+        ...
+
+    def close(self) -> None:
+        """Finish the output (flush, rename the temporary file into place)."""
+        ...
+
+
+class ArrayReader:
+    """Reader over an in-memory ``(C, *spatial)`` array."""
+
+    def __init__(self, array: np.ndarray, nodata: float | None = None) -> None:
+        if array.ndim < 3:
+            raise ValueError(f"ArrayReader needs a (C, *spatial) array, got shape {array.shape}")
+        self.array = array
+        self.spec = ImageSpec(array.shape[0], tuple(array.shape[1:]), array.dtype.name, nodata)
+
+    def read(self, region: Region) -> np.ndarray:
+        return self.array[(slice(None), *region.slices())]
+
+    def read_valid(self, region: Region) -> np.ndarray:
+        return valid_mask(self.read(region), self.spec.nodata)
+
+
+class ArrayWriter:
+    """Writer into an in-memory array allocated on first use (for tests and small images)."""
+
+    def __init__(self, channels: int, shape: tuple[int, ...], dtype: str | np.dtype) -> None:
+        self.array = np.zeros((channels, *shape), dtype=dtype)
+        self.closed = False
+
+    def write(self, region: Region, array: np.ndarray) -> None:
+        self.array[(slice(None), *region.slices())] = array
+
+    def close(self) -> None:
+        self.closed = True

@@ -1,0 +1,135 @@
+"""Invertible intensity normalisation (invariants I1-I6).
+
+A :class:`Normalization` is a per-channel affine map with float64 constants:
+``normalised = (stored - offset) / scale``. Its inverse rounds and clips into
+the stored dtype (never a bare float-to-int cast, I5). Both directions run in
+float32 or higher, outside any autocast (I6). Nothing is clipped on the way in
+(I2, I3): values outside ``[offset, offset + scale]`` map outside ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["Normalization", "to_dtype"]
+
+
+def to_dtype(values: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
+    """Convert float values to ``dtype`` safely.
+
+    Integers: NaN becomes 0, then ``clip(rint(x), min, max)`` and cast (I5).
+    Floats: a plain cast (NaN and infinities kept).
+
+    Args:
+        values: any-shape float array.
+        dtype: target numpy dtype.
+    """
+    target = np.dtype(dtype)
+    if np.issubdtype(target, np.integer):
+        info = np.iinfo(target)
+        cleaned = np.nan_to_num(values.astype(np.float64, copy=False), nan=0.0)
+        return np.clip(np.rint(cleaned), info.min, info.max).astype(target)
+    if np.issubdtype(target, np.floating):
+        return values.astype(target)
+    raise TypeError(f"unsupported output dtype {target}")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel affine intensity map, recorded and exactly invertible.
+
+    Attributes:
+        offset: per-channel stored value mapped to 0 (float64 constants).
+        scale: per-channel width mapped to 1 (non-zero).
+        method: how the constants were chosen, for provenance
+            (``"dtype-range"``, ``"fixed"``, ``"percentile"``...).
+    """
+
+    offset: tuple[float, ...]
+    scale: tuple[float, ...]
+    method: str = "fixed"
+
+    def __post_init__(self) -> None:
+        if len(self.offset) != len(self.scale):
+            raise ValueError(f"offset {self.offset} and scale {self.scale} differ in length")
+        if any(s == 0 or not np.isfinite(s) for s in self.scale):
+            raise ValueError(f"normalisation scale must be finite and non-zero, got {self.scale}")
+
+    @property
+    def channels(self) -> int:
+        return len(self.offset)
+
+    @classmethod
+    def fixed(cls, low: float, high: float, channels: int, method: str = "fixed") -> "Normalization":
+        """Map stored ``[low, high]`` to ``[0, 1]`` in every channel."""
+        return cls((float(low),) * channels, (float(high) - float(low),) * channels, method)
+
+    @classmethod
+    def for_dtype(cls, dtype: str | np.dtype, channels: int) -> "Normalization":
+        """The full range of an integer dtype (uint8: ``[0, 255]``) to ``[0, 1]``."""
+        info = np.iinfo(np.dtype(dtype))
+        return cls.fixed(info.min, info.max, channels, method="dtype-range")
+
+    @classmethod
+    def from_percentiles(
+        cls,
+        sample: np.ndarray,
+        valid: np.ndarray | None = None,
+        low: float = 0.5,
+        high: float = 99.5,
+    ) -> "Normalization":
+        """Per-channel percentiles of the valid pixels of ``sample`` to ``[0, 1]``.
+
+        Args:
+            sample: ``(C, *spatial)`` stored values (a whole image or a subsample).
+            valid: ``(*spatial)`` bool mask of pixels to use; all finite pixels if None.
+            low, high: percentiles mapped to 0 and 1.
+        """
+        offsets, scales = [], []
+        for channel in sample:
+            values = channel.astype(np.float64)
+            keep = np.isfinite(values) if valid is None else (valid & np.isfinite(values))
+            values = values[keep]
+            if values.size == 0:
+                offsets.append(0.0)
+                scales.append(1.0)
+                continue
+            lo, hi = np.percentile(values, [low, high])
+            if hi <= lo:
+                hi = lo + max(abs(lo), 1.0)
+            offsets.append(float(lo))
+            scales.append(float(hi - lo))
+        return cls(tuple(offsets), tuple(scales), method=f"percentile-{low:g}-{high:g}")
+
+    def _constants(self, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+        shape = (self.channels,) + (1,) * (ndim - 1)
+        return (
+            np.asarray(self.offset, dtype=np.float64).reshape(shape),
+            np.asarray(self.scale, dtype=np.float64).reshape(shape),
+        )
+
+    def forward(self, stored: np.ndarray) -> np.ndarray:
+        """``(C, ...)`` stored values to float32 normalised values."""
+        offset, scale = self._constants(stored.ndim)
+        return ((stored.astype(np.float64) - offset) / scale).astype(np.float32)
+
+    def inverse(self, normalised: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
+        """``(C, ...)`` normalised values back to stored values of ``dtype`` (rounded, clipped)."""
+        offset, scale = self._constants(normalised.ndim)
+        return to_dtype(normalised.astype(np.float64) * scale + offset, dtype)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"offset": list(self.offset), "scale": list(self.scale), "method": self.method}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Normalization":
+        return cls(tuple(map(float, data["offset"])), tuple(map(float, data["scale"])), str(data["method"]))
+
+    def select(self, channels: Sequence[int]) -> "Normalization":
+        """The same map restricted to some channels."""
+        return Normalization(
+            tuple(self.offset[c] for c in channels), tuple(self.scale[c] for c in channels), self.method
+        )

@@ -1,0 +1,71 @@
+"""Every exception and warning srrestore raises.
+
+Each error also inherits a built-in exception so callers can catch either
+(``except srrestore.errors.InputReadError`` or ``except OSError``). The CLI turns
+any :class:`SRRestoreError` into one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SRRestoreError",
+    "ConfigError",
+    "CheckpointError",
+    "InputReadError",
+    "UnsupportedInputError",
+    "MetadataError",
+    "OutputExistsError",
+    "OutputWriteError",
+    "MissingDependencyError",
+    "WeightsUnavailableError",
+    "SRRestoreWarning",
+    "GeometryWarning",
+]
+
+
+class SRRestoreError(Exception):
+    """Root of every error srrestore raises on purpose."""
+
+
+class ConfigError(SRRestoreError, ValueError):
+    """An option or configuration value is invalid (the message echoes it)."""
+
+
+class CheckpointError(SRRestoreError, ValueError):
+    """A checkpoint is missing, corrupt, unsafe or does not fit the request."""
+
+
+class InputReadError(SRRestoreError, OSError):
+    """An input file is missing, unreadable or corrupt."""
+
+
+class UnsupportedInputError(SRRestoreError, ValueError):
+    """An input is readable but cannot be processed (format, dtype, geometry)."""
+
+
+class MetadataError(SRRestoreError, ValueError):
+    """Metadata needed to write a correct output is missing or inconsistent."""
+
+
+class OutputExistsError(SRRestoreError, FileExistsError):
+    """The output exists and ``overwrite`` was not given."""
+
+
+class OutputWriteError(SRRestoreError, OSError):
+    """The output cannot be written (read-only folder, output equals input...)."""
+
+
+class MissingDependencyError(SRRestoreError, ImportError):
+    """An optional dependency needed for this operation is not installed."""
+
+
+class WeightsUnavailableError(SRRestoreError, OSError):
+    """Pretrained weights were asked for but cannot be found or downloaded."""
+
+
+class SRRestoreWarning(UserWarning):
+    """Root of every warning srrestore emits."""
+
+
+class GeometryWarning(SRRestoreWarning):
+    """Geometry is incomplete (e.g. a raster without CRS) but processing goes on."""

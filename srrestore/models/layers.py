@@ -1,0 +1,198 @@
+"""Building blocks of the SR-GAN generator. Every block is local: its output at
+a pixel depends on a bounded neighbourhood only (no global pooling, no
+whole-image attention), so the generator's receptive field is finite.
+
+Each block documents ``reach``: how many pixels per side it adds to the
+receptive field. Tensors are ``(B, C, H, W)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = [
+    "LocalChannelAttention",
+    "ResidualAttentionBlock",
+    "NeighbourhoodAttention",
+    "LocalTransformerBlock",
+    "ResidualGroup",
+    "PixelShuffleND",
+]
+
+
+class LocalChannelAttention(nn.Module):
+    """Channel attention from a *local* average (RCAN's CA with a bounded window).
+
+    The channel descriptor at each pixel is the mean over a ``window x window``
+    neighbourhood instead of the whole image, so the block is tileable.
+    reach = ``window // 2``.
+    """
+
+    def __init__(self, channels: int, window: int = 7, reduction: int = 4) -> None:
+        super().__init__()
+        if window % 2 != 1:
+            raise ValueError(f"attention window must be odd, got {window}")
+        self.window = window
+        hidden = max(channels // reduction, 4)
+        self.squeeze = nn.Conv2d(channels, hidden, 1)
+        self.excite = nn.Conv2d(hidden, channels, 1)
+
+    @property
+    def reach(self) -> int:
+        return self.window // 2
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        pooled = F.avg_pool2d(
+            features, self.window, stride=1, padding=self.window // 2, count_include_pad=False
+        )
+        weights = torch.sigmoid(self.excite(F.relu(self.squeeze(pooled))))
+        return features * weights
+
+
+class ResidualAttentionBlock(nn.Module):
+    """conv3x3 - ReLU - conv3x3 - local channel attention, plus identity.
+
+    reach = 2 + attention window // 2.
+    """
+
+    def __init__(self, channels: int, attention_window: int = 7) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.attention = LocalChannelAttention(channels, attention_window)
+
+    @property
+    def reach(self) -> int:
+        return 2 + self.attention.reach
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.attention(self.conv2(F.relu(self.conv1(x))))
+
+
+class NeighbourhoodAttention(nn.Module):
+    """Multi-head self-attention of each pixel over its ``window x window`` neighbours.
+
+    A sliding-window ("neighbourhood") attention: translation-equivariant like a
+    convolution, so it needs no window grid and tiles exactly. A learned
+    relative position bias per head. reach = ``window // 2``.
+    """
+
+    def __init__(self, channels: int, num_heads: int = 2, window: int = 5) -> None:
+        super().__init__()
+        if channels % num_heads:
+            raise ValueError(f"channels ({channels}) must be divisible by num_heads ({num_heads})")
+        if window % 2 != 1:
+            raise ValueError(f"attention window must be odd, got {window}")
+        self.num_heads = num_heads
+        self.window = window
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+        self.position_bias = nn.Parameter(torch.zeros(num_heads, window * window))
+
+    @property
+    def reach(self) -> int:
+        return self.window // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        head_dim = channels // self.num_heads
+        radius = self.window // 2
+        query, key, value = self.qkv(x).chunk(3, dim=1)
+        query = query.reshape(batch, self.num_heads, head_dim, height, width) * head_dim**-0.5
+        # Zero-padded keys/values; each neighbour offset is one shifted view, so
+        # memory stays O(window^2 * heads) maps instead of O(window^2 * channels).
+        key = F.pad(key, (radius,) * 4).reshape(batch, self.num_heads, head_dim, height + 2 * radius, -1)
+        value = F.pad(value, (radius,) * 4).reshape(batch, self.num_heads, head_dim, height + 2 * radius, -1)
+        offsets = [(dy, dx) for dy in range(self.window) for dx in range(self.window)]
+        # (B, heads, window*window, H, W)
+        logits = torch.stack(
+            [(query * key[..., dy : dy + height, dx : dx + width]).sum(dim=2) for dy, dx in offsets], dim=2
+        )
+        weights = (logits + self.position_bias.view(1, self.num_heads, -1, 1, 1)).softmax(dim=2)
+        attended = torch.zeros_like(query)
+        for index, (dy, dx) in enumerate(offsets):
+            attended = attended + weights[:, :, index : index + 1] * value[..., dy : dy + height, dx : dx + width]
+        return self.proj(attended.reshape(batch, channels, height, width))
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channels of each pixel (local: reach 0)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class LocalTransformerBlock(nn.Module):
+    """Pre-norm transformer block: neighbourhood attention then a per-pixel MLP.
+
+    reach = attention window // 2.
+    """
+
+    def __init__(self, channels: int, num_heads: int = 2, window: int = 5, mlp_ratio: float = 2.0) -> None:
+        super().__init__()
+        hidden = int(channels * mlp_ratio)
+        self.norm1 = ChannelLayerNorm(channels)
+        self.attention = NeighbourhoodAttention(channels, num_heads, window)
+        self.norm2 = ChannelLayerNorm(channels)
+        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.GELU(), nn.Conv2d(hidden, channels, 1))
+
+    @property
+    def reach(self) -> int:
+        return self.attention.reach
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class ResidualGroup(nn.Module):
+    """Residual attention blocks, one local transformer block, a conv3x3; plus identity."""
+
+    def __init__(
+        self,
+        channels: int,
+        num_blocks: int,
+        attention_window: int,
+        num_heads: int,
+        transformer_window: int,
+        mlp_ratio: float,
+    ) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(ResidualAttentionBlock(channels, attention_window) for _ in range(num_blocks))
+        self.transformer = LocalTransformerBlock(channels, num_heads, transformer_window, mlp_ratio)
+        self.tail = nn.Conv2d(channels, channels, 3, padding=1)
+
+    @property
+    def reach(self) -> int:
+        return sum(block.reach for block in self.blocks) + self.transformer.reach + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = x
+        for block in self.blocks:
+            features = block(features)
+        return x + self.tail(self.transformer(features))
+
+
+class PixelShuffleND(nn.Module):
+    """Pixel shuffle with a separate factor per axis, e.g. ``(1, 4)``.
+
+    ``(B, C*sy*sx, H, W) -> (B, C, H*sy, W*sx)``; with equal factors it equals
+    ``nn.PixelShuffle``.
+    """
+
+    def __init__(self, scale: tuple[int, int]) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        sy, sx = self.scale
+        out_channels = channels // (sy * sx)
+        x = x.reshape(batch, out_channels, sy, sx, height, width)
+        return x.permute(0, 1, 4, 2, 5, 3).reshape(batch, out_channels, height * sy, width * sx)
