@@ -7,6 +7,9 @@ any :class:`SRRestoreError` into one line on stderr and exit code 1.
 
 from __future__ import annotations
 
+from difflib import get_close_matches
+from typing import Iterable
+
 __all__ = [
     "SRRestoreError",
     "ConfigError",
@@ -20,6 +23,7 @@ __all__ = [
     "WeightsUnavailableError",
     "SRRestoreWarning",
     "GeometryWarning",
+    "check_choice",
 ]
 
 
@@ -29,6 +33,30 @@ class SRRestoreError(Exception):
 
 class ConfigError(SRRestoreError, ValueError):
     """An option or configuration value is invalid (the message echoes it)."""
+
+
+def check_choice(option: str, value: str, choices: Iterable[str]) -> str:
+    """Look up a string option, case-insensitively.
+
+    Args:
+        option: what the value is for, used in the message (e.g. ``"pixel loss"``).
+        value: the value received.
+        choices: the accepted lower-case spellings.
+
+    Returns:
+        The matching choice.
+
+    Raises:
+        ConfigError: ``value`` is not a choice; the message echoes it and suggests
+            the closest choice ("did you mean ...").
+    """
+    known = list(choices)
+    normalised = str(value).strip().lower()
+    if normalised in known:
+        return normalised
+    hint = get_close_matches(normalised, known, n=1)
+    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+    raise ConfigError(f"unknown {option} {value!r}{suggestion}; known: {', '.join(known)}")
 
 
 class CheckpointError(SRRestoreError, ValueError):

@@ -1,0 +1,66 @@
+"""Steps every restore pipeline shares: pick the model, run the engine, record provenance."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from srrestore import __version__
+from srrestore.engine.io import Reader, Writer
+from srrestore.engine.normalize import Normalization
+from srrestore.models.sr_model import SRModel, load_model
+from srrestore.pipelines.options import RestoreOptions
+
+__all__ = ["RestoreReport", "model_for", "run_engine", "provenance"]
+
+
+@dataclass
+class RestoreReport:
+    """What a restore did (printed by the CLI, returned by ``srrestore.restore``)."""
+
+    input: Path
+    output: Path
+    format: str
+    model: str
+    scale: tuple[int, ...]
+    normalization: dict[str, Any]
+    engine: Any = None
+    notes: list[str] = field(default_factory=list)
+
+
+def model_for(options: RestoreOptions, channels: int) -> SRModel:
+    """Load the model the options name, fitted to data with ``channels`` channels."""
+    model = load_model(options.model, options.scale, channels, options.phase, options.device, options.precision)
+    model.check_channels(channels)
+    return model
+
+
+def run_engine(reader: Reader, writer: Writer, model: SRModel, normalization: Normalization,
+               options: RestoreOptions, plane_axes: tuple[int, int] = (-2, -1)) -> Any:
+    """Stream ``reader`` through ``model`` into ``writer`` with the engine; returns its report."""
+    from srrestore.engine import UpscaleOptions, upscale
+
+    engine_options = UpscaleOptions(
+        tile_size=options.tile_size,
+        batch_size=options.batch_size,
+        device=options.device,
+        precision=options.precision,
+        progress=options.progress,
+        consistency=options.consistency,
+        plane_axes=plane_axes,
+    )
+    return upscale(reader, writer, model.network, model.spec, normalization, engine_options)
+
+
+def provenance(model: SRModel, normalization: Normalization) -> dict[str, str]:
+    """Tags recorded in every output: model, its hash, phase, scale, normalisation, version."""
+    return {
+        "SRRESTORE_VERSION": __version__,
+        "SRRESTORE_MODEL": model.name,
+        "SRRESTORE_MODEL_SHA256": model.sha256,
+        "SRRESTORE_MODEL_PHASE": model.info.phase,
+        "SRRESTORE_SCALE": "x".join(str(s) for s in model.spec.scale),
+        "SRRESTORE_NORMALIZATION": json.dumps(normalization.to_dict()),
+    }

@@ -1,0 +1,52 @@
+"""Options shared by every restore pipeline (the CLI's ``restore`` options)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from srrestore.errors import ConfigError
+
+__all__ = ["RestoreOptions"]
+
+
+@dataclass
+class RestoreOptions:
+    """What to run and how; every format reads the fields it understands.
+
+    Attributes:
+        model: ``"default"``, a built-in name or a checkpoint path.
+        scale: in-plane factor (None: the model's own; 4 for ``"default"``).
+        slice_scale: through-plane factor for volumes (None: the format's default).
+        phase: built-in variant for ``"default"``: ``"psnr"`` or ``"gan"``.
+        tile_size, batch_size, device, precision, consistency: engine options.
+        overwrite: replace an existing output.
+        progress: show a progress bar on stderr.
+        cog: write a Cloud-Optimised GeoTIFF (satellite).
+        series_uid: which DICOM series of a folder to restore (medical).
+        resample_irregular: resample DICOM series with uneven spacing or gantry tilt instead of refusing.
+    """
+
+    model: str = "default"
+    scale: int | None = None
+    slice_scale: int | None = None
+    phase: str = "psnr"
+    tile_size: int | None = None
+    batch_size: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    consistency: str | None = None
+    overwrite: bool = False
+    progress: bool = True
+    cog: bool = False
+    series_uid: str | None = None
+    resample_irregular: bool = False
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> "RestoreOptions":
+        """Build from keyword arguments, refusing unknown names with a hint."""
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise ConfigError(f"unknown restore option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**kwargs)

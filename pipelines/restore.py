@@ -1,0 +1,105 @@
+"""`restore`: detect an input's format and run its restore pipeline.
+
+Formats, in the order they are recognised: DICOM (a series folder or a file),
+NIfTI (``.nii``, ``.nii.gz``), GeoTIFF/COG (a TIFF with georeferencing), plain
+images (PNG, JPEG, BMP, TIFF). A folder of plain images or rasters is restored
+file by file into an output folder with the same names.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from srrestore.domains.image import IMAGE_SUFFIXES
+from srrestore.errors import InputReadError, OutputExistsError, UnsupportedInputError
+from srrestore.pipelines.common import RestoreReport
+from srrestore.pipelines.options import RestoreOptions
+
+__all__ = ["restore", "restore_path", "detect_format"]
+
+Pipeline = Callable[[Path, Path, RestoreOptions], RestoreReport]
+
+
+def detect_format(path: Path) -> str:
+    """``"dicom"``, ``"nifti"``, ``"geotiff"`` or ``"image"`` for an input path.
+
+    Raises:
+        InputReadError: the path does not exist.
+        UnsupportedInputError: nothing srrestore can read.
+    """
+    from srrestore.pipelines.medical import is_dicom, is_nifti
+    from srrestore.pipelines.satellite import is_geotiff
+
+    if not path.exists():
+        raise InputReadError(f"input not found: {path}")
+    if is_dicom(path):
+        return "dicom"
+    if is_nifti(path):
+        return "nifti"
+    if path.is_file() and path.suffix.lower() in (".tif", ".tiff") and is_geotiff(path):
+        return "geotiff"
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        return "image"
+    raise UnsupportedInputError(
+        f"{path}: unsupported input; expected DICOM, NIfTI (.nii/.nii.gz), GeoTIFF or an image ({', '.join(IMAGE_SUFFIXES)})"
+    )
+
+
+def _pipeline(kind: str) -> Pipeline:
+    if kind == "dicom":
+        from srrestore.pipelines.medical import restore_dicom
+
+        return restore_dicom
+    if kind == "nifti":
+        from srrestore.pipelines.medical import restore_nifti
+
+        return restore_nifti
+    if kind == "geotiff":
+        from srrestore.pipelines.satellite import restore_geotiff
+
+        return restore_geotiff
+    from srrestore.pipelines.image import restore_image
+
+    return restore_image
+
+
+def restore_path(input_path: Path, output_path: Path, options: RestoreOptions) -> list[RestoreReport]:
+    """Restore one input, or every supported file of a folder that is not a DICOM series."""
+    kind = detect_format(input_path) if not input_path.is_dir() else _folder_kind(input_path)
+    if kind != "folder":
+        return [_pipeline(kind)(input_path, output_path, options)]
+    if output_path.exists() and not output_path.is_dir():
+        raise OutputExistsError(f"output {output_path} exists and is not a folder")
+    reports = []
+    for source in sorted(p for p in input_path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+        reports.append(_pipeline(detect_format(source))(source, output_path / source.name, options))
+    if not reports:
+        raise UnsupportedInputError(f"{input_path}: no DICOM series and no images ({', '.join(IMAGE_SUFFIXES)}) inside")
+    return reports
+
+
+def _folder_kind(folder: Path) -> str:
+    from srrestore.pipelines.medical import is_dicom
+
+    return "dicom" if is_dicom(folder) else "folder"
+
+
+def restore(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], **options: Any) -> list[RestoreReport]:
+    """Restore a file or folder, as ``srrestore restore`` does.
+
+    Args:
+        input_path: an image, GeoTIFF, NIfTI file, DICOM series folder or file,
+            or a folder of images.
+        output_path: where to write (same format as the input; a folder for
+            DICOM series and image folders).
+        **options: fields of :class:`~srrestore.pipelines.options.RestoreOptions`
+            (``model``, ``scale``, ``slice_scale``, ``tile_size``, ``device``,
+            ``overwrite``, ``cog``, ``series_uid``...).
+
+    Returns:
+        One report per restored input.
+    """
+    options.setdefault("progress", False)
+    return restore_path(Path(input_path), Path(output_path), RestoreOptions.from_kwargs(**options))

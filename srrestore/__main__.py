@@ -1,0 +1,5 @@
+"""``python -m srrestore``: the same as the ``srrestore`` command."""
+
+from srrestore.cli.main import main
+
+main()

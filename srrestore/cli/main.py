@@ -1,0 +1,70 @@
+"""The ``srrestore`` command line: a click group; one module per command.
+
+Every :class:`~srrestore.errors.SRRestoreError` becomes one line on stderr and
+exit code 1 (usage errors exit 2, as click does). ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from srrestore import __version__
+from srrestore.errors import SRRestoreError
+
+__all__ = ["cli", "main"]
+
+
+class SRRestoreGroup(click.Group):
+    """A click group that reports srrestore errors in one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SRRestoreError as error:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"srrestore: error: {error}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("srrestore: interrupted; no partial output was kept", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=SRRestoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="srrestore")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Restore and super-resolve images, satellite rasters and medical scans.
+
+    \b
+    Example:
+      srrestore restore examples/data/rgb_byte.tif out.tif --scale 4
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _add_commands() -> None:
+    """Attach every command; each lives in its own module under ``srrestore.cli``."""
+    from srrestore.cli.models import models
+    from srrestore.cli.restore import restore
+    from srrestore.cli.train import train
+
+    for command in (restore, train, models):
+        cli.add_command(command)
+
+
+_add_commands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="srrestore")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""``srrestore models``: list the built-in models with their cards."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+__all__ = ["models"]
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the full cards as JSON.")
+def models(as_json: bool) -> None:
+    """List the built-in models: scale, channels, phase and model card.
+
+    \b
+    Example:
+      srrestore models
+      srrestore restore scan.png out.png --model srgan-rgb-x2-gan
+    """
+    from srrestore.models.registry import list_builtin_models
+
+    builtins = list_builtin_models()
+    if as_json:
+        click.echo(json.dumps(
+            [{"name": m.name, "config": m.info.config.to_dict(), "phase": m.info.phase,
+              "training": m.info.training, "card": m.info.card} for m in builtins], indent=2))
+        return
+    if not builtins:
+        click.echo("no built-in models installed")
+        return
+    for model in builtins:
+        config = model.info.config
+        factor = "x".join(map(str, config.scale))
+        summary = model.info.card.get("summary", "")
+        click.echo(f"{model.name:28s} scale {factor:4s} channels {config.in_channels:2d} phase {model.info.phase:4s} {summary}")

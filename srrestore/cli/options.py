@@ -1,0 +1,35 @@
+"""Click options shared by several commands."""
+
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+import click
+
+__all__ = ["device_option", "engine_options", "quiet_option"]
+
+F = TypeVar("F", bound=Callable[..., object])
+
+device_option = click.option(
+    "--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."
+)
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+
+
+def engine_options(function: F) -> F:
+    """Tiling, device and precision options of the inference engine."""
+    for option in reversed(
+        [
+            click.option("--tile", "tile_size", type=click.IntRange(8), default=None,
+                         help="Tile side in input pixels (default: sized from free memory)."),
+            click.option("--batch-size", type=click.IntRange(1), default=None,
+                         help="Tiles per forward pass (default: automatic)."),
+            device_option,
+            click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
+                         show_default=True, help="Network precision (normalisation always runs in float32)."),
+            click.option("--consistency", type=click.Choice(["area", "bicubic"]), default=None,
+                         help="Project the output so that downscaling it gives back the input."),
+        ]
+    ):
+        function = option(function)
+    return function

@@ -1,0 +1,49 @@
+"""``srrestore restore``: upscale images, GeoTIFFs, NIfTI volumes and DICOM series."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from srrestore.cli.options import engine_options, quiet_option
+
+__all__ = ["restore"]
+
+
+@click.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("output_path", metavar="OUTPUT", type=click.Path(path_type=Path))
+@click.option("--model", "-m", default="default", show_default=True,
+              help="Built-in model name (see `srrestore models`) or a .safetensors checkpoint.")
+@click.option("--scale", "-s", type=click.IntRange(1), default=None,
+              help="In-plane upscale factor [default: 4, or the model's own].")
+@click.option("--slice-scale", type=click.IntRange(1), default=None,
+              help="Through-plane factor for volumes (default: towards the in-plane spacing).")
+@click.option("--phase", type=click.Choice(["psnr", "gan"]), default="psnr", show_default=True,
+              help="Built-in variant: faithful (psnr) or sharper (gan).")
+@click.option("--cog", is_flag=True, help="GeoTIFF: write a Cloud-Optimised GeoTIFF.")
+@click.option("--series", "series_uid", default=None, help="DICOM: SeriesInstanceUID to restore from a folder.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@engine_options
+@quiet_option
+def restore(input_path: Path, output_path: Path, quiet: bool, **options: object) -> None:
+    """Upscale INPUT into OUTPUT in the same format, keeping values and geometry.
+
+    INPUT is an image (PNG, JPEG, TIFF), a GeoTIFF/COG, a NIfTI volume, a DICOM
+    series (folder or file) or a folder of images.
+
+    \b
+    Examples:
+      srrestore restore examples/data/landsat_rgb.png out.png --scale 4
+      srrestore restore scene.tif scene_x2.tif --scale 2 --cog
+      srrestore restore ct_series/ ct_sr/ --slice-scale 4
+    """
+    from srrestore.pipelines.options import RestoreOptions
+    from srrestore.pipelines.restore import restore_path
+
+    reports = restore_path(input_path, output_path, RestoreOptions(progress=not quiet, **options))  # type: ignore[arg-type]
+    if not quiet:
+        for report in reports:
+            factor = "x".join(map(str, report.scale))
+            click.echo(f"{report.input} -> {report.output} ({report.format}, {factor}, model {report.model})", err=True)

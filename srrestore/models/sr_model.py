@@ -1,0 +1,140 @@
+"""`SRModel`: a loaded generator plus what is needed to run it on real data."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from srrestore.engine.io import valid_mask
+from srrestore.engine.normalize import Normalization
+from srrestore.errors import ConfigError, UnsupportedInputError
+from srrestore.models.checkpoint import CheckpointInfo, file_sha256, load_generator
+from srrestore.models.generator import SRGenerator
+from srrestore.models.registry import resolve_checkpoint
+from srrestore.models.spec import ModelSpec
+
+__all__ = ["SRModel", "load_model", "SUPPORTED_DTYPES"]
+
+SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float32")
+
+
+class SRModel:
+    """A generator ready for inference on numpy arrays or through the engine.
+
+    Attributes:
+        network: the generator, in eval mode.
+        info: what its checkpoint records (config, phase, training summary, card).
+        source: checkpoint path (None for an in-memory network).
+        device, precision: engine settings used by :meth:`upscale`.
+    """
+
+    def __init__(
+        self,
+        network: SRGenerator,
+        info: CheckpointInfo,
+        source: Path | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+    ) -> None:
+        self.network = network.eval()
+        self.info = info
+        self.source = source
+        self.device = device
+        self.precision = precision
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.network.spec
+
+    @property
+    def name(self) -> str:
+        return self.source.name.removesuffix(".safetensors") if self.source else "in-memory"
+
+    @cached_property
+    def sha256(self) -> str:
+        """SHA-256 of the checkpoint file (provenance), or "" for an in-memory network."""
+        return file_sha256(self.source) if self.source else ""
+
+    def check_channels(self, channels: int) -> None:
+        """Refuse data the network cannot take (1-channel models take any band count, band by band)."""
+        if channels != self.spec.in_channels and self.spec.in_channels != 1:
+            raise UnsupportedInputError(
+                f"model {self.name} takes {self.spec.in_channels} channels, the data has {channels}"
+            )
+
+    @staticmethod
+    def normalization_for(sample: np.ndarray, nodata: float | None = None) -> Normalization:
+        """The intensity map for data like ``sample`` (``(C, *spatial)`` stored values).
+
+        uint8: the dtype's full range; other dtypes: per-channel 0.5/99.5
+        percentiles of the valid pixels, recorded in outputs (invariants I1, I3).
+        """
+        if sample.dtype == np.uint8:
+            return Normalization.for_dtype(np.uint8, sample.shape[0])
+        return Normalization.from_percentiles(sample, valid_mask(sample, nodata))
+
+    def upscale(
+        self,
+        array: np.ndarray,
+        nodata: float | None = None,
+        tile_size: int | None = None,
+        batch_size: int | None = None,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Upscale a numpy image, returning the same dtype and layout.
+
+        Args:
+            array: ``(H, W)`` or channels-first ``(C, H, W)``; uint8, uint16, int16 or float32.
+            nodata: value marking invalid pixels (kept as nodata in the output).
+            tile_size, batch_size, progress: engine options (None: automatic).
+
+        Returns:
+            ``(H*sy, W*sx)`` or ``(C, H*sy, W*sx)`` array of ``array.dtype``.
+        """
+        from srrestore.engine import UpscaleOptions, upscale_array
+
+        if array.dtype.name not in SUPPORTED_DTYPES:
+            raise UnsupportedInputError(f"dtype {array.dtype} is not supported; use one of {', '.join(SUPPORTED_DTYPES)}")
+        if array.ndim not in (2, 3):
+            raise UnsupportedInputError(f"expected an (H, W) or (C, H, W) array, got shape {array.shape}")
+        if array.ndim == 3 and array.shape[0] > 16 and array.shape[-1] in (1, 3, 4):
+            raise UnsupportedInputError(
+                f"array of shape {array.shape} looks channels-last; pass array.transpose(2, 0, 1)"
+            )
+        image = array[None] if array.ndim == 2 else array
+        self.check_channels(image.shape[0])
+        options = UpscaleOptions(
+            tile_size=tile_size, batch_size=batch_size, device=self.device, precision=self.precision, progress=progress
+        )
+        normalization = self.normalization_for(image, nodata)
+        result = upscale_array(image, self.network, self.spec, normalization, options, nodata=nodata)
+        return result[0] if array.ndim == 2 else result
+
+
+def load_model(
+    name_or_path: str = "default",
+    scale: int | None = None,
+    channels: int = 3,
+    phase: str = "psnr",
+    device: str = "auto",
+    precision: str = "auto",
+) -> SRModel:
+    """Load a built-in model or a checkpoint file.
+
+    Args:
+        name_or_path: ``"default"``, a built-in name (``srrestore models``) or a
+            ``.safetensors`` / ``.pth`` path.
+        scale: in-plane upscale factor wanted; None takes the model's own
+            (``"default"`` then means 4). A model of another scale is refused.
+        channels: channels of the data, to pick the RGB or 1-channel built-in.
+        phase: ``"psnr"`` (faithful, the default) or ``"gan"`` (sharper) built-in.
+        device, precision: where and how the engine runs it.
+    """
+    path = resolve_checkpoint(name_or_path, scale or 4, channels, phase)
+    network, info = load_generator(path)
+    model = SRModel(network, info, path, device, precision)
+    if scale is not None and max(model.spec.scale) != scale:
+        raise ConfigError(f"model {model.name} upscales by {'x'.join(map(str, model.spec.scale))}, not {scale}")
+    return model
