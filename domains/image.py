@@ -34,12 +34,20 @@ def read_image(path: Path) -> np.ndarray:
     if not path.is_file():
         raise InputReadError(f"input not found: {path}")
     try:
-        array = tifffile.imread(path) if path.suffix.lower() in _TIFF else iio.imread(path)
+        if path.suffix.lower() in _TIFF:
+            with tifffile.TiffFile(path) as tiff:
+                series = tiff.series[0]
+                array, channels_last = series.asarray(), series.axes.endswith("S")
+        else:
+            array = iio.imread(path)
+            channels_last = True
     except Exception as error:  # codecs raise many types for corrupt data
         raise InputReadError(f"cannot read image {path}: {error}") from error
     if array.ndim == 2:
         return array[None]
-    if array.ndim == 3 and array.shape[-1] <= 16:
+    if array.ndim == 3 and not channels_last and array.shape[0] <= 16:
+        return np.ascontiguousarray(array)
+    if array.ndim == 3 and channels_last and array.shape[-1] <= 16:
         return np.ascontiguousarray(np.moveaxis(array, -1, 0))
     raise UnsupportedInputError(f"{path}: expected a 2-D image with up to 16 channels, got shape {array.shape}")
 

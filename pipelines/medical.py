@@ -1,0 +1,364 @@
+"""Restore pipelines for medical volumes: DICOM series and NIfTI files.
+
+A volume goes through one or two engine passes of a 2-D network:
+
+- in-plane (``scale``): an isotropic ``(s, s)`` model on the planes across the
+  slice axis, slice by slice;
+- through-plane (``slice_scale``): a model that upscales one axis only,
+  ``(s, 1)`` or ``(1, s)``, on planes holding the slice axis and one in-plane
+  axis, its factor along the slice axis.
+
+With both factors the through-plane pass runs first into a memory-mapped
+scratch volume (stored dtype), which the in-plane pass reads. Without either,
+a volume with one coarse axis (spacing at least twice the others) is restored
+through-plane towards the in-plane spacing; any other volume in-plane with the
+model's own factor.
+
+Intensities: CT (DICOM Modality CT, or a NIfTI whose lowest value is air-like
+in HU) through the fixed Hounsfield map, anything else by foreground
+percentiles (:mod:`srrestore.domains.medical.intensity`); outputs keep the
+stored dtype. Provenance (model, phase, checksum, factors, normalisation)
+goes into DICOM DerivationDescription, NIfTI ``descrip`` (short) and a JSON
+sidecar beside the NIfTI output.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from srrestore.domains.medical.dicom_series import open_series
+from srrestore.domains.medical.dicom_writer import DicomSeriesWriter, derive_series, factor_label
+from srrestore.domains.medical.geometry import coarse_axis
+from srrestore.domains.medical.intensity import looks_like_ct, normalization_for
+from srrestore.domains.medical.nifti import NiftiWriter, derive_header, has_nifti_suffix, read_nifti
+from srrestore.pipelines.common import RestoreReport, run_engine
+from srrestore.pipelines.options import RestoreOptions
+
+from srrestore import __version__
+from srrestore.engine.atomic import atomic_output
+from srrestore.engine.io import ArrayReader, Reader, Writer
+from srrestore.engine.normalize import Normalization
+from srrestore.engine.region import Region
+from srrestore.errors import ConfigError
+from srrestore.models.generator import SUPPORTED_FACTORS
+from srrestore.models.sr_model import SRModel, load_model
+
+__all__ = ["restore_dicom", "restore_nifti", "is_dicom", "is_nifti", "SRPass", "plan_passes", "sidecar_path"]
+
+
+def is_dicom(path: Path) -> bool:
+    """A DICOM file (``DICM`` preamble), or a folder holding at least one."""
+    from pydicom.misc import is_dicom as has_preamble
+
+    if path.is_dir():
+        return any(p.is_file() and has_preamble(p) for p in path.iterdir())
+    return path.is_file() and has_preamble(path)
+
+
+def is_nifti(path: Path) -> bool:
+    """A ``.nii`` or ``.nii.gz`` file."""
+    return path.is_file() and has_nifti_suffix(path)
+
+
+@dataclass(frozen=True)
+class SRPass:
+    """One engine pass over a volume.
+
+    Attributes:
+        kind: ``"through-plane"`` or ``"in-plane"``.
+        model: the 2-D model.
+        plane_axes: the volume's spatial axes the network sees, in its axis order.
+        factors: upscale factor per spatial axis of the volume.
+    """
+
+    kind: str
+    model: SRModel
+    plane_axes: tuple[int, int]
+    factors: tuple[int, int, int]
+
+
+def _load(name: str, factor: int | None, options: RestoreOptions) -> SRModel:
+    return load_model(name, factor, 1, options.phase, options.device, options.precision)
+
+
+def _default_slice_factor(spacings: Sequence[float], axis: int) -> int:
+    """The largest supported factor not above ``slice spacing / in-plane spacing``."""
+    ratio = spacings[axis] / max(s for i, s in enumerate(spacings) if i != axis)
+    return max([f for f in SUPPORTED_FACTORS if 1 < f <= round(ratio)] or [2])
+
+
+def _through_plane(options: RestoreOptions, factor: int | None, axis: int, spacings: Sequence[float]) -> SRPass:
+    name = options.slice_model or options.model
+    if factor is None and name == "default":
+        factor = _default_slice_factor(spacings, axis)
+    model = _load(name, factor, options)
+    rows, columns = model.spec.scale
+    if min(rows, columns) != 1:
+        wanted = factor or max(rows, columns)
+        raise ConfigError(
+            f"through-plane SR needs a model that upscales one axis only, e.g. scale ({wanted}, 1); model"
+            f" {model.name} upscales by {rows}x{columns} (an in-plane model: use it with --scale, or train a"
+            " through-plane model with `srrestore finetune`)"
+        )
+    other = min(a for a in range(3) if a != axis)
+    plane_axes = (axis, other) if rows > 1 else (other, axis)
+    factors = [1, 1, 1]
+    factors[axis] = max(rows, columns)
+    return SRPass("through-plane", model, plane_axes, tuple(factors))  # type: ignore[arg-type]
+
+
+def _in_plane(options: RestoreOptions, axis: int) -> SRPass:
+    model = _load(options.model, options.scale, options)
+    rows, columns = model.spec.scale
+    if rows != columns:
+        raise ConfigError(
+            f"in-plane SR needs a model with equal factors, e.g. scale ({max(rows, columns)}, {max(rows, columns)});"
+            f" model {model.name} upscales by {rows}x{columns} (a through-plane model: use it with --slice-scale)"
+        )
+    plane_axes = tuple(a for a in range(3) if a != axis)
+    factors = [rows, rows, rows]
+    factors[axis] = 1
+    return SRPass("in-plane", model, plane_axes, tuple(factors))  # type: ignore[arg-type]
+
+
+def plan_passes(
+    options: RestoreOptions, spacings: Sequence[float], slice_axis: int, shape: Sequence[int]
+) -> list[SRPass]:
+    """Choose the passes for a volume.
+
+    Args:
+        options: ``scale``, ``slice_scale``, ``model``, ``slice_model``, ``phase``...
+        spacings: voxel size per spatial axis, mm.
+        slice_axis: the acquisition slice axis (used when no axis is coarse).
+        shape: spatial shape.
+
+    Returns:
+        Through-plane pass first (if any), then the in-plane pass (if any).
+
+    Raises:
+        ConfigError: a factor is not a supported integer, the model does not fit
+            the pass (the message names the model needed), or through-plane SR
+            on a single slice.
+    """
+    for name, value in (("scale", options.scale), ("slice_scale", options.slice_scale)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    coarse = coarse_axis(spacings)
+    if coarse is not None and shape[coarse] < 2:
+        coarse = None
+    axis = slice_axis if coarse is None else coarse
+    through, in_plane = options.slice_scale, options.scale
+    wants_through = (through is not None and through > 1) or (
+        through is None and in_plane is None and coarse is not None
+    )
+    wants_in_plane = (in_plane is not None and in_plane > 1) or (
+        through is None and in_plane is None and coarse is None
+    )
+    if wants_through and shape[axis] < 2:
+        raise ConfigError(f"through-plane SR needs at least 2 slices; the volume has {shape[axis]} along axis {axis}")
+    passes = []
+    if wants_through:
+        passes.append(_through_plane(options, through, axis, spacings))
+    if wants_in_plane:
+        passes.append(_in_plane(options, axis))
+    if not passes:
+        raise ConfigError(f"nothing to do: scale {in_plane} and slice_scale {through} are both 1")
+    return passes
+
+
+def _total_factors(passes: list[SRPass]) -> tuple[int, int, int]:
+    return tuple(int(np.prod([p.factors[a] for p in passes])) for a in range(3))  # type: ignore[return-value]
+
+
+def _label(passes: list[SRPass]) -> str:
+    """``"x2"``, ``"x4 through-plane"`` or ``"x2 in-plane, x4 through-plane"``."""
+    through = max([max(p.factors) for p in passes if p.kind == "through-plane"] or [1])
+    in_plane = max([max(p.factors) for p in passes if p.kind == "in-plane"] or [1])
+    return factor_label((through, in_plane, in_plane))
+
+
+class _ScratchVolume:
+    """Writer into a memory-mapped ``(C, *shape)`` array between two passes."""
+
+    def __init__(self, folder: Path, channels: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.array = np.memmap(folder / "pass.dat", dtype=dtype, mode="w+", shape=(channels, *shape))
+
+    def write(self, region: Region, array: np.ndarray) -> None:
+        self.array[(slice(None), *region.slices())] = array
+
+    def close(self) -> None:
+        self.array.flush()
+
+
+def _run_passes(
+    reader: ArrayReader,
+    writer: Writer,
+    passes: list[SRPass],
+    normalization: Normalization,
+    options: RestoreOptions,
+    scratch: Path,
+) -> list[Any]:
+    """Run the passes from ``reader`` into ``writer`` (not closed); returns the engine reports."""
+    reports = []
+    source: Reader = reader
+    with tempfile.TemporaryDirectory(prefix=".srrestore-", dir=scratch) as folder:
+        for number, step in enumerate(passes):
+            last = number == len(passes) - 1
+            target: Writer = writer
+            if not last:
+                shape = tuple(n * f for n, f in zip(source.spec.shape, step.factors))
+                target = _ScratchVolume(Path(folder), source.spec.channels, shape, np.dtype(source.spec.dtype))
+            reports.append(run_engine(source, target, step.model, normalization, options, step.plane_axes))
+            if not last:
+                target.close()
+                source = ArrayReader(target.array, reader.spec.nodata)  # type: ignore[attr-defined]
+    return reports
+
+
+def _describe(passes: list[SRPass], normalization: Normalization) -> str:
+    """Provenance text: version, passes (model, phase, checksum), normalisation."""
+    steps = "; ".join(
+        f"{p.kind} x{max(p.factors)} by model {p.model.name} ({p.model.info.phase.upper()} phase, sha256"
+        f" {p.model.sha256[:16] or 'none'})"
+        for p in passes
+    )
+    return f"srrestore {__version__} super-resolution: {steps}; intensity {json.dumps(normalization.to_dict())}"
+
+
+def _check_options(options: RestoreOptions, kind: str, allowed: Sequence[str]) -> None:
+    given = {"cog": options.cog, "series_uid": options.series_uid, "resample_irregular": options.resample_irregular}
+    for name, value in given.items():
+        if value and name not in allowed:
+            raise ConfigError(f"option {name}={value!r} does not apply to {kind} inputs")
+
+
+def restore_dicom(input_path: Path, output_path: Path, options: RestoreOptions) -> RestoreReport:
+    """Restore a DICOM series (folder or file) into a derived series folder.
+
+    Args:
+        input_path: a folder holding one series (or several with
+            ``options.series_uid``), a single-frame file or an enhanced multi-frame file.
+        output_path: the output folder (one file per slice, or one multi-frame file).
+        options: restore options (``scale``, ``slice_scale``, ``series_uid``...).
+
+    Raises:
+        InputReadError, UnsupportedInputError: see
+            :func:`~srrestore.domains.medical.dicom_series.open_series`; nothing is written.
+        ConfigError: options that do not fit the series or the model.
+        OutputExistsError, OutputWriteError: see :func:`~srrestore.engine.atomic.atomic_output`.
+    """
+    _check_options(options, "DICOM", ("series_uid", "resample_irregular"))
+    series = open_series(input_path, options.series_uid, options.resample_irregular)
+    spacings = (series.slice_spacing, *series.pixel_spacing)
+    passes = plan_passes(options, spacings, 0, series.shape)
+    factors = _total_factors(passes)
+    volume = series.read_volume()[None]
+    normalization = normalization_for(volume, series.modality.upper() == "CT", series.slope, series.intercept)
+    derived = derive_series(series, factors, _describe(passes, normalization))
+    with atomic_output(output_path, options.overwrite, [input_path], directory=True) as folder:
+        writer = DicomSeriesWriter(folder, derived)
+        reports = _run_passes(
+            ArrayReader(volume, series.padding_value), writer, passes, normalization, options, folder.parent
+        )
+        writer.close()
+    return RestoreReport(
+        input_path,
+        output_path,
+        "dicom",
+        " + ".join(p.model.name for p in passes),
+        factors,
+        normalization.to_dict(),
+        reports,
+        [f"{_label(passes)}; series {derived.series_uid}; {len(writer.files)} file(s)", *series.notes],
+    )
+
+
+def sidecar_path(output_path: Path) -> Path:
+    """The JSON sidecar of a NIfTI output: ``out.nii.gz`` -> ``out.json``."""
+    name = output_path.name
+    stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else name[: -len(".nii")]
+    return output_path.with_name(stem + ".json")
+
+
+def restore_nifti(input_path: Path, output_path: Path, options: RestoreOptions) -> RestoreReport:
+    """Restore a 3-D or 4-D NIfTI file (each volume of a 4-D file in turn).
+
+    Writes ``output_path`` (``.nii`` or ``.nii.gz``, the stored dtype and
+    scaling of the input) and a JSON sidecar beside it with the provenance.
+
+    Raises:
+        InputReadError, UnsupportedInputError: see :func:`~srrestore.domains.medical.nifti.read_nifti`.
+        ConfigError: an output suffix other than ``.nii``/``.nii.gz``, DICOM- or
+            GeoTIFF-only options, or options that do not fit the volume or the model.
+        OutputExistsError, OutputWriteError: the output or its sidecar exists, or cannot be written.
+    """
+    _check_options(options, "NIfTI", ())
+    if not has_nifti_suffix(output_path):
+        raise ConfigError(f"NIfTI output {output_path} must end in .nii or .nii.gz")
+    volume = read_nifti(input_path)
+    slice_axis = volume.slice_dim if volume.slice_dim is not None else 2
+    passes = plan_passes(options, volume.zooms, slice_axis, volume.spatial_shape)
+    factors = _total_factors(passes)
+    is_ct = looks_like_ct(volume.stored, volume.slope, volume.intercept)
+    normalization = normalization_for(volume.stored, is_ct, volume.slope, volume.intercept)
+    description = _describe(passes, normalization)
+    phases = "+".join(p.model.info.phase for p in passes)
+    header = derive_header(
+        volume.header,
+        factors,
+        f"srrestore {_label(passes)} {phases} {passes[0].model.name}",
+        volume.slope,
+        volume.intercept,
+    )
+    sidecar = {
+        "srrestore": __version__,
+        "source": str(input_path),
+        "factors_ijk": list(factors),
+        "description": description,
+        "modality_guess": "CT" if is_ct else "other",
+        "passes": [
+            {
+                "kind": p.kind,
+                "model": p.model.name,
+                "phase": p.model.info.phase,
+                "sha256": p.model.sha256,
+                "plane_axes": list(p.plane_axes),
+            }
+            for p in passes
+        ],
+        "normalization": normalization.to_dict(),
+    }
+    with (
+        atomic_output(sidecar_path(output_path), options.overwrite, [input_path]) as sidecar_temporary,
+        atomic_output(output_path, options.overwrite, [input_path]) as temporary,
+    ):
+        writer = NiftiWriter(
+            temporary,
+            header,
+            volume.stored.shape[0],
+            volume.image_class,
+            output_path.name.lower().endswith(".gz"),
+            scratch=temporary.parent,
+        )
+        try:
+            reports = _run_passes(ArrayReader(volume.stored), writer, passes, normalization, options, temporary.parent)
+        except BaseException:
+            writer.discard()
+            raise
+        writer.close()
+        sidecar_temporary.write_text(json.dumps(sidecar, indent=2))
+    return RestoreReport(
+        input_path,
+        output_path,
+        "nifti",
+        " + ".join(p.model.name for p in passes),
+        factors,
+        normalization.to_dict(),
+        reports,
+        [f"sidecar {sidecar_path(output_path)}"],
+    )

@@ -1,0 +1,121 @@
+"""`srrestore restore` on plain images: results, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from skimage import data
+
+from srrestore.cli.main import cli
+from srrestore.models.checkpoint import save_generator
+from srrestore.models.generator import create_generator
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    rgb = save_generator(folder / "rgb-x2.safetensors", create_generator("test-tiny", in_channels=3, scale=2))
+    gray = save_generator(folder / "gray-x2.safetensors", create_generator("test-tiny", in_channels=1, scale=2))
+    return {"rgb": rgb, "gray": gray}
+
+
+@pytest.fixture
+def astronaut_png(tmp_path):
+    path = tmp_path / "astronaut.png"
+    iio.imwrite(path, data.astronaut()[100:164, 180:260])
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_restore_png_writes_an_upscaled_image_of_the_same_dtype(tmp_path, astronaut_png, tiny_models):
+    output = tmp_path / "out.png"
+    result = run("restore", astronaut_png, output, "--model", tiny_models["rgb"], "--quiet")
+    assert result.exit_code == 0, result.output
+    restored = iio.imread(output)
+    assert restored.shape == (128, 160, 3) and restored.dtype == np.uint8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["astronaut.png", "out.png"]
+
+
+def test_restore_folder_of_images_and_band_by_band_for_a_one_channel_model(tmp_path, tiny_models):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    iio.imwrite(folder / "a.png", data.camera()[:40, :50])
+    iio.imwrite(folder / "b.png", data.astronaut()[:30, :20])
+    result = run("restore", folder, tmp_path / "out", "--model", tiny_models["gray"], "--quiet")
+    assert result.exit_code == 0, result.output
+    assert iio.imread(tmp_path / "out" / "a.png").shape == (80, 100)
+    assert iio.imread(tmp_path / "out" / "b.png").shape == (60, 40, 3)
+
+
+def test_python_api_mirrors_the_cli(tmp_path, astronaut_png, tiny_models):
+    import srrestore
+
+    reports = srrestore.restore(astronaut_png, tmp_path / "api.png", model=str(tiny_models["rgb"]))
+    cli_out = tmp_path / "cli.png"
+    run("restore", astronaut_png, cli_out, "--model", tiny_models["rgb"], "--quiet")
+    assert reports[0].format == "image"
+    assert np.array_equal(iio.imread(tmp_path / "api.png"), iio.imread(cli_out))
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "input not found"),
+        ("unsupported", "unsupported input"),
+        ("corrupt", "cannot read image"),
+        ("wrong-scale", "upscales by 2x2, not 4"),
+        ("wrong-channels", "takes 3 channels, the data has 2"),
+        ("exists", "exists; pass --overwrite"),
+        ("unknown-model", "neither a built-in model nor a file"),
+    ],
+)
+def test_bad_input_gives_one_line_exit_1_and_no_output(tmp_path, astronaut_png, tiny_models, case, message):
+    source, output = astronaut_png, tmp_path / "out.png"
+    extra = ["--model", str(tiny_models["rgb"])]
+    if case == "missing":
+        source = tmp_path / "nothing.png"
+    elif case == "unsupported":
+        source = tmp_path / "notes.txt"
+        source.write_text("hello")
+    elif case == "corrupt":
+        source = tmp_path / "broken.png"
+        source.write_bytes(astronaut_png.read_bytes()[:200])
+    elif case == "wrong-scale":
+        extra += ["--scale", "4"]
+    elif case == "wrong-channels":
+        source = tmp_path / "two.tif"
+        import tifffile
+
+        tifffile.imwrite(source, np.zeros((2, 16, 16), np.uint8), photometric="minisblack", planarconfig="separate")
+    elif case == "exists":
+        output.write_bytes(b"keep me")
+    elif case == "unknown-model":
+        extra = ["--model", "no-such-model"]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run("restore", source, output, *extra, "--quiet")
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("srrestore: error:")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    if case == "exists":
+        assert output.read_bytes() == b"keep me"
+
+
+def test_usage_errors_exit_2_and_debug_shows_the_traceback(tmp_path, astronaut_png, tiny_models):
+    assert run("restore", astronaut_png).exit_code == 2
+    assert run("restore", astronaut_png, tmp_path / "o.png", "--precision", "fp64").exit_code == 2
+    result = CliRunner().invoke(cli, ["--debug", "restore", str(tmp_path / "none.png"), str(tmp_path / "o.png")])
+    assert result.exit_code == 1 and result.exception is not None
+
+
+def test_every_command_has_help_with_an_example():
+    for command in ("restore", "train", "models"):
+        result = run(command, "--help")
+        assert result.exit_code == 0 and "Example" in result.output, command
