@@ -20,6 +20,8 @@ __all__ = ["restore"]
               help="In-plane upscale factor [default: 4, or the model's own].")
 @click.option("--slice-scale", type=click.IntRange(1), default=None,
               help="Through-plane factor for volumes (default: towards the in-plane spacing).")
+@click.option("--slice-model", default=None,
+              help="Volumes with both --scale and --slice-scale: model for the through-plane pass (e.g. (4, 1)).")
 @click.option("--phase", type=click.Choice(["psnr", "gan"]), default="psnr", show_default=True,
               help="Built-in variant: faithful (psnr) or sharper (gan).")
 @click.option("--cog", is_flag=True, help="GeoTIFF: write a Cloud-Optimised GeoTIFF.")

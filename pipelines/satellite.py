@@ -1,0 +1,92 @@
+"""Restore pipeline for GeoTIFF and COG rasters.
+
+Reads the raster window by window, runs the engine, and writes a tiled GTiff
+(or a COG) with the same georeferencing, metadata and nodata, rescaled for
+the new pixel size (``metadata-invariants.md`` G1-G14). Normalisation: uint8
+uses the dtype's range; other dtypes per-band 0.5/99.5 percentiles of the
+valid pixels of a decimated read, recorded in the output's provenance tags.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning
+
+from srrestore.domains.satellite import GeoTiffReader, GeoTiffWriter, RasterMeta, derive_output_meta, read_meta
+from srrestore.domains.satellite.geotiff import GDAL_ERRORS, LOSSLESS
+from srrestore.engine.atomic import atomic_output, check_output_path
+from srrestore.engine.normalize import Normalization
+from srrestore.errors import GeometryWarning
+from srrestore.models.sr_model import SRModel
+from srrestore.pipelines.common import RestoreReport, model_for, provenance, run_engine
+from srrestore.pipelines.options import RestoreOptions
+
+__all__ = ["is_geotiff", "raster_normalization", "restore_geotiff"]
+
+
+def is_geotiff(path: Path) -> bool:
+    """Whether ``path`` is a TIFF rasterio opens with a CRS, a non-identity transform, GCPs or RPCs."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as dataset:
+                return dataset.driver == "GTiff" and read_meta(dataset).georeferenced
+    except (*GDAL_ERRORS, OSError):
+        return False
+
+
+def raster_normalization(reader: GeoTiffReader, model: SRModel) -> Normalization:
+    """The model's intensity map for the raster, from a decimated read of its valid pixels."""
+    sample = reader.sample()
+    return model.normalization_for(sample.values[:, sample.valid])
+
+
+def _notes(meta: RasterMeta) -> list[str]:
+    """Warnings about the input worth reporting (and a GeometryWarning for missing geometry)."""
+    notes = []
+    if meta.crs is None and not meta.gcps and meta.rpcs is None:
+        message = "the raster has no CRS: the output keeps its pixel geometry only"
+        warnings.warn(message, GeometryWarning, stacklevel=3)
+        notes.append(message)
+    if meta.compression is not None and meta.compression not in LOSSLESS:
+        notes.append(f"lossy source compression {meta.compression} replaced by a lossless one")
+    return notes
+
+
+def restore_geotiff(input_path: Path, output_path: Path, options: RestoreOptions) -> RestoreReport:
+    """Upscale one GeoTIFF or COG into ``output_path`` (``options.cog``: a COG).
+
+    Args:
+        input_path: the raster (uint8, uint16, int16 or float32, any band count).
+        output_path: where to write it; written to a temporary file and renamed.
+        options: model, scale, engine options, ``overwrite``, ``cog``.
+
+    Returns:
+        The report; its ``notes`` list what the output could not keep as is.
+
+    Raises:
+        InputReadError: missing or corrupt raster.
+        UnsupportedInputError: unsupported dtype or palette; channels the model cannot take.
+        OutputExistsError: the output exists and ``overwrite`` is False.
+        OutputWriteError: the output is the input, or cannot be written.
+    """
+    input_path, output_path = Path(input_path), Path(output_path)
+    check_output_path(output_path, options.overwrite, [input_path])  # before any work
+    with GeoTiffReader(input_path) as reader:
+        notes = _notes(reader.meta)
+        model = model_for(options, reader.spec.channels)
+        normalization = raster_normalization(reader, model)
+        meta = derive_output_meta(reader.meta, model.spec.scale)
+        meta = replace(meta, tags={**meta.tags, **provenance(model, normalization)})
+        with (atomic_output(output_path, options.overwrite, [input_path]) as temporary,
+              GeoTiffWriter(temporary, meta, cog=options.cog) as writer):
+            engine = run_engine(reader, writer, model, normalization, options)
+            if reader.meta.has_mask:
+                with GeoTiffReader(input_path) as mask_source:
+                    writer.write_mask_from(mask_source)
+    return RestoreReport(input_path, output_path, "geotiff", model.name, model.spec.scale,
+                         normalization.to_dict(), engine, notes)
