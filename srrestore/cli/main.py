@@ -42,7 +42,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     \b
     Example:
-      srrestore restore examples/data/rgb_byte.tif out.tif --scale 4
+      srrestore restore examples/data/landsat_rgb.tif out.tif --scale 4
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -50,11 +50,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _add_commands() -> None:
     """Attach every command; each lives in its own module under ``srrestore.cli``."""
+    from srrestore.cli.evaluate import evaluate
     from srrestore.cli.models import models
+    from srrestore.cli.report import report
     from srrestore.cli.restore import restore
     from srrestore.cli.train import train
 
-    for command in (restore, train, models):
+    for command in (restore, train, models, evaluate, report):
         cli.add_command(command)
 
 
