@@ -22,3 +22,25 @@ def shared_data() -> Path:
 def fixtures_dir() -> Path:
     """Small committed test fixtures (each folder has its licence)."""
     return FIXTURES
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path):
+    """A folder nobody may write to: chmod for users, the immutable attribute for root."""
+    import os
+    import shutil
+    import subprocess
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)]).returncode != 0:
+        pytest.skip("cannot make a folder read-only for root here")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)

@@ -119,3 +119,11 @@ def test_every_command_has_help_with_an_example():
     for command in ("restore", "train", "models"):
         result = run(command, "--help")
         assert result.exit_code == 0 and "Example" in result.output, command
+
+
+
+def test_read_only_output_folder_gives_a_clear_error_and_leaves_nothing(astronaut_png, tiny_models, read_only_folder):
+    result = run("restore", astronaut_png, read_only_folder / "out.png", "--model", tiny_models["rgb"], "--quiet")
+    assert result.exit_code == 1
+    assert result.output.strip() == f"srrestore: error: cannot write to folder {read_only_folder}: permission denied"
+    assert list(read_only_folder.iterdir()) == []
