@@ -89,7 +89,15 @@ def save_generator(
     tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in generator.state_dict().items()}
     with atomic_output(path, overwrite=overwrite) as temporary:
         save_file(tensors, str(temporary), metadata=info.to_metadata())
+        temporary.chmod(_readable_mode())  # safetensors creates 0600 files; weights are shareable data
     return Path(path)
+
+
+def _readable_mode() -> int:
+    """0o666 less the process umask, as ``open()`` would create a file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:

@@ -87,3 +87,12 @@ def test_mismatched_weights_are_refused(tmp_path, generator):
     save_file(load_file(str(path)), str(path), metadata=metadata)
     with pytest.raises(CheckpointError, match="do not match"):
         load_generator(path)
+
+
+def test_saved_checkpoints_follow_the_umask_not_0600(tmp_path, generator):
+    previous = os.umask(0o022)
+    try:
+        path = save_generator(tmp_path / "g.safetensors", generator)
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644

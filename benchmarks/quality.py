@@ -1,0 +1,257 @@
+"""Super-resolution quality and speed on Set5 and Set14, with the standard protocol.
+
+Protocol (the one behind every published table): crop the HR image to a
+multiple of the scale, degrade it with MATLAB-compatible antialiased bicubic
+downscaling rounded to 8 bit, restore, then measure PSNR (data range 255) and
+SSIM (Gaussian window 11, sigma 1.5) on the BT.601 ``Y`` channel with ``scale``
+pixels shaved off each border, exactly as ``srrestore evaluate`` measures
+8-bit RGB images. Greyscale HR images (Set14 ``bridge``) are replicated to RGB.
+
+Methods: MATLAB-compatible bicubic; the built-in RGB models
+(``srgan-rgb-x{s}-{psnr,gan}``, those installed) or any checkpoint file; and
+the measured peers FSRCNN, FSRCNN-small and ESPCN run by OpenCV's
+``cv2.dnn_superres`` (``pip install opencv-contrib-python-headless``; frozen
+graphs from ``DATA/models/opencv_dnn_superres``). Speed is output megapixels
+per second of the upscaling call alone, on the CPU with 2 threads.
+
+The images are read from ``DATA/sr/val/{Set5,Set14}`` (research-only: read,
+never copied). Example::
+
+    python benchmarks/quality.py --scale 2 4 --sets Set5 Set14 --report figures/
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from srrestore.domains.image import read_image
+from srrestore.errors import MissingDependencyError
+from srrestore.models.registry import list_builtin_models
+from srrestore.models.sr_model import load_model
+from srrestore.pipelines.evaluate import evaluate_arrays
+from srrestore.pipelines.report import report_figure, save_figure
+from srrestore.training.degradation import downscale, upscale_bicubic
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPOSITORY.parent / "shared" / "data"
+THREADS = 2
+BUILTIN_PHASES = ("psnr", "gan")
+OPENCV_PEERS = {"fsrcnn": ("FSRCNN", "fsrcnn"), "fsrcnn-small": ("FSRCNN-small", "fsrcnn"), "espcn": ("ESPCN", "espcn")}
+DEFAULT_METHODS = ("bicubic", *(f"srgan-rgb-{phase}" for phase in BUILTIN_PHASES), *OPENCV_PEERS)
+
+Upscaler = Callable[[np.ndarray], np.ndarray]  # (3, h, w) uint8 -> (3, h*s, w*s) uint8
+
+
+@dataclass
+class Score:
+    """Figures of one method on one set at one scale."""
+
+    psnr: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+    output_pixels: int = 0
+    seconds: float = 0.0
+
+
+def bicubic(scale: int) -> Upscaler:
+    """MATLAB-compatible bicubic upscaling, rounded to 8 bit (the protocol's baseline)."""
+    return lambda image: _to_uint8(upscale_bicubic(image.astype(np.float64), scale))
+
+
+def builtin_or_file(name: str, scale: int) -> tuple[str, Upscaler] | None:
+    """A built-in ``srgan-rgb-{phase}`` at ``scale`` or a checkpoint file; None if not installed or another scale."""
+    if Path(name).is_file():
+        model = load_model(name, device="cpu", precision="fp32")
+        if max(model.spec.scale) != scale:
+            return None
+        label = Path(name).name.removesuffix(".safetensors")
+    else:
+        builtin = name.replace("srgan-rgb-", f"srgan-rgb-x{scale}-")
+        if builtin not in {model.name for model in list_builtin_models()}:
+            return None
+        model = load_model(builtin, device="cpu", precision="fp32")
+        label = builtin
+    return label, lambda image: model.upscale(image)
+
+
+def opencv_peer(name: str, scale: int, data: Path) -> tuple[str, Upscaler] | None:
+    """An OpenCV ``dnn_superres`` model; None when its graph for ``scale`` is missing."""
+    cv2 = _opencv()
+
+    stem, algorithm = OPENCV_PEERS[name]
+    graph = data / "models" / "opencv_dnn_superres" / f"{stem}_x{scale}.pb"
+    if not graph.is_file():
+        return None
+    cv2.setNumThreads(THREADS)
+    network = cv2.dnn_superres.DnnSuperResImpl_create()
+    network.readModel(str(graph))
+    network.setModel(algorithm, scale)
+
+    def run(image: np.ndarray) -> np.ndarray:
+        bgr = np.ascontiguousarray(np.moveaxis(image[::-1], 0, -1))
+        return np.ascontiguousarray(np.moveaxis(network.upsample(bgr), -1, 0)[::-1])
+
+    return f"OpenCV {stem}", run
+
+
+def _opencv() -> Any:
+    """The ``cv2`` module (imported here only: the package itself never needs OpenCV)."""
+    try:
+        import cv2
+    except ImportError as error:
+        raise MissingDependencyError(
+            "the OpenCV peers need cv2.dnn_superres: pip install opencv-contrib-python-headless"
+        ) from error
+    return cv2
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def load_hr(path: Path, scale: int) -> np.ndarray:
+    """``(3, H, W)`` uint8 HR image cropped to a multiple of ``scale`` (grey replicated to RGB)."""
+    image = read_image(path)[:3]
+    if image.shape[0] == 1:
+        image = np.repeat(image, 3, axis=0)
+    height, width = image.shape[1:]
+    return image[:, : height - height % scale, : width - width % scale]
+
+
+def degrade(hr: np.ndarray, scale: int) -> np.ndarray:
+    """MATLAB ``imresize(hr, 1/scale)`` of a uint8 image: antialiased bicubic, rounded to uint8."""
+    return _to_uint8(downscale(hr.astype(np.float64), scale, "bicubic"))
+
+
+def methods_for(names: list[str], scale: int, data: Path) -> list[tuple[str, Upscaler]]:
+    """The runnable methods among ``names`` at ``scale``, in the order given."""
+    found = []
+    for name in names:
+        if name == "bicubic":
+            found.append(("bicubic (MATLAB)", bicubic(scale)))
+            continue
+        method = opencv_peer(name, scale, data) if name in OPENCV_PEERS else builtin_or_file(name, scale)
+        if method is None:
+            print(f"skipped {name} at x{scale}: not installed", file=sys.stderr)
+        else:
+            found.append(method)
+    return found
+
+
+def run(args: argparse.Namespace) -> list[tuple[int, str, dict[str, Score]]]:
+    """Measure every method on every set; returns rows ``(scale, method, {set: Score})``."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+    rows = []
+    for scale in args.scale:
+        images = {name: sorted((args.data / "sr" / "val" / name).glob("*.png")) for name in args.sets}
+        for label, upscaler in methods_for(args.models, scale, args.data):
+            upscaler(degrade(load_hr(images[args.sets[0]][0], scale), scale)[:, :16, :16])  # warm-up
+            scores = {}
+            for set_name, paths in images.items():
+                score = scores.setdefault(set_name, Score())
+                for path in paths:
+                    hr = load_hr(path, scale)
+                    lr = degrade(hr, scale)
+                    start = time.perf_counter()
+                    restored = upscaler(lr)
+                    score.seconds += time.perf_counter() - start
+                    score.output_pixels += restored.shape[1] * restored.shape[2]
+                    evaluation = evaluate_arrays(hr, restored, shave=scale)
+                    score.psnr.append(evaluation.psnr)
+                    score.ssim.append(evaluation.ssim)
+            rows.append((scale, label, scores))
+            print(f"measured {label} x{scale}", file=sys.stderr)
+    return rows
+
+
+def write_report(args: argparse.Namespace) -> Path:
+    """One ``srrestore report`` figure: every method on one image at the largest scale."""
+    scale = max(args.scale)
+    paths = sorted((args.data / "sr" / "val" / args.sets[0]).glob("*.png"))
+    path = next((p for p in paths if p.stem == args.report_image), paths[0])
+    hr = load_hr(path, scale)
+    lr = degrade(hr, scale)
+    methods = methods_for(args.models, scale, args.data)
+    report = report_figure(hr, [upscaler(lr) for _, upscaler in methods], [label for label, _ in methods], shave=scale)
+    output = args.report / f"quality_{args.sets[0]}_{path.stem}_x{scale}.png"
+    save_figure(report.figure, output, overwrite=True)
+    return output
+
+
+def machine() -> str:
+    """CPU model, cores, thread setting and library versions."""
+    import torch
+
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        opencv = f"OpenCV {_opencv().__version__}"
+    except MissingDependencyError:
+        opencv = "OpenCV not installed"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"{model}, {cores} cores available, {THREADS} threads; Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {opencv}, {platform.system()} {platform.machine()}")
+
+
+def table(rows: list[tuple[int, str, dict[str, Score]]], sets: list[str]) -> str:
+    """Markdown table: per scale and method, mean PSNR / SSIM per set and speed."""
+    header = ["scale", "method", *(f"{name} PSNR / SSIM" for name in sets), "speed (output MP/s)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    for scale, label, scores in rows:
+        cells = [f"x{scale}", label]
+        cells += [f"{np.mean(scores[name].psnr):.2f} / {np.mean(scores[name].ssim):.4f}" for name in sets]
+        pixels = sum(score.output_pixels for score in scores.values())
+        seconds = sum(score.seconds for score in scores.values())
+        cells.append(f"{pixels / seconds / 1e6:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data folder (holds sr/val/Set5)")
+    parser.add_argument("--scale", type=int, nargs="+", default=[2, 4], choices=[2, 3, 4])
+    parser.add_argument("--sets", nargs="+", default=["Set5", "Set14"])
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_METHODS),
+                        help=f"methods: {', '.join(DEFAULT_METHODS)}, or checkpoint files")
+    parser.add_argument("--report", type=Path, default=None, help="folder for one report figure")
+    parser.add_argument("--report-image", default="butterfly", help="image of the first set shown in the report")
+    args = parser.parse_args(argv)
+    for name in args.sets:
+        if not (args.data / "sr" / "val" / name).is_dir():
+            parser.error(f"no set {name!r} under {args.data / 'sr' / 'val'}")
+    unknown = [m for m in args.models if m not in DEFAULT_METHODS and not Path(m).is_file()]
+    if unknown:
+        parser.error(f"unknown methods {unknown}; use {', '.join(DEFAULT_METHODS)} or checkpoint files")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    rows = run(args)
+    command = "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    print(table(rows, args.sets))
+    print(f"\nCommand: `{command.strip()}`  \nMachine: {machine()}")
+    if args.report is not None:
+        print(f"Report: {write_report(args)}")
+
+
+if __name__ == "__main__":
+    main()

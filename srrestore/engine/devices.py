@@ -1,0 +1,243 @@
+"""Where the network runs, at which precision, and how much of the device it may use.
+
+Device names: ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``,
+``cuda:i``, ``mps``. Precisions: ``auto`` (bf16 on CUDA where supported, else
+fp16 on CUDA; fp32 elsewhere), ``fp32``, ``bf16``, ``fp16``. Reduced precision
+is autocast around the network only; normalisation and its inverse stay in
+float32 or higher (invariant I6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from pathlib import Path
+from typing import ContextManager
+
+import torch
+from torch import nn
+
+from srrestore.errors import ConfigError, check_choice
+
+__all__ = [
+    "resolve_device",
+    "resolve_precision",
+    "precision_name",
+    "autocast",
+    "is_out_of_memory",
+    "free_memory",
+    "forward_bytes_per_pixel",
+    "auto_tile_and_batch",
+]
+
+DEVICE_KINDS = ("auto", "cpu", "cuda", "mps")
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# Share of the free memory one forward may use, and the largest tile / batch chosen automatically.
+CPU_MEMORY_SHARE = 0.25
+CPU_MEMORY_CAP = 1 << 30  # bytes: keeps peak RSS near 1.5 GB on big hosts
+ACCELERATOR_MEMORY_SHARE = 0.6
+MAX_AUTO_TILE = 1024  # LR pixels per side
+MAX_AUTO_BATCH = {"cpu": 1, "default": 16}
+TILE_ALIGNMENT = 16  # auto tiles are multiples of 16 LR px, so output windows stay block-aligned (G9)
+# CPU estimate of a forward's peak memory: factors fitted (rounded up) to the peak RSS of
+# srgan x2 and x4 forwards on 256-384 px inputs (2.8 and 5.1 kB per input pixel).
+ACTIVATION_FACTOR = 6.0  # times the largest module output
+OUTPUT_FACTOR = 16.0  # times the network's output
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn a device option into a ``torch.device``.
+
+    Args:
+        name: ``auto``, ``cpu``, ``cuda``, ``cuda:i`` or ``mps``.
+
+    Raises:
+        ConfigError: the name is unknown or the device is not available here.
+    """
+    kind, _, index = str(name).strip().lower().partition(":")
+    kind = check_choice("device", kind, DEVICE_KINDS)
+    if index and kind != "cuda":
+        raise ConfigError(f"device {name!r}: only cuda takes an index (cuda:0, cuda:1...)")
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if kind == "cpu":
+        return torch.device("cpu")
+    if kind == "mps":
+        if not _mps_available():
+            raise ConfigError(f"device {name!r} asked for but MPS is not available on this machine")
+        return torch.device("mps")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for but CUDA is not available on this machine")
+    if not index:
+        return torch.device("cuda", torch.cuda.current_device())
+    if not index.isdigit() or int(index) >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return torch.device("cuda", int(index))
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """Turn a precision option into the autocast dtype (None: plain fp32).
+
+    Args:
+        name: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
+        device: the device the network runs on (``auto`` depends on it).
+
+    Raises:
+        ConfigError: the name is unknown.
+    """
+    choice = check_choice("precision", name, ("auto", *PRECISIONS))
+    if choice != "auto":
+        return PRECISIONS[choice]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """The option spelling of an autocast dtype (``None`` -> ``"fp32"``)."""
+    return next(name for name, value in PRECISIONS.items() if value == dtype)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager[object]:
+    """Autocast context for the network's forward; a no-op for fp32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for an out-of-memory error raised by torch on a device or the host."""
+    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(error, oom_type):
+        return True
+    message = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in message or "can't allocate memory" in message)
+
+
+def _host_available_bytes() -> int:
+    """Available host memory, honouring a cgroup (container) limit."""
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    limit, current = Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory.current")
+    if limit.is_file() and current.is_file():
+        text = limit.read_text().strip()
+        if text.isdigit():
+            available = min(available, int(text) - int(current.read_text().strip()))
+    return max(available, 0)
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes one forward pass may use on ``device`` (a share of what is free now)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(ACCELERATOR_MEMORY_SHARE * (free + cached))
+    if device.type == "mps":
+        free = torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory()
+        return int(ACCELERATOR_MEMORY_SHARE * max(free, 0))
+    return int(min(CPU_MEMORY_SHARE * _host_available_bytes(), CPU_MEMORY_CAP))
+
+
+def forward_bytes_per_pixel(
+    network: nn.Module, channels: int, ndim: int, device: torch.device, dtype: torch.dtype | None, probe: int
+) -> float:
+    """Memory one input pixel costs during a no-grad forward.
+
+    On CUDA the peak allocation of a probe forward is measured. Torch keeps no
+    allocator statistics for the CPU, so there it is estimated from the probe's
+    module outputs: :data:`ACTIVATION_FACTOR` times the largest one plus
+    :data:`OUTPUT_FACTOR` times the network's output (upsampling stages keep
+    several output-sized tensors alive).
+
+    Args:
+        network: the network, already on ``device``.
+        channels: input channels ``C`` of the network.
+        ndim: spatial dimensions the network takes (2 for ``(B, C, H, W)``).
+        device: where it runs.
+        dtype: autocast dtype or None.
+        probe: side of the ``(1, C, probe, ...)`` probe input, in pixels.
+
+    Returns:
+        Bytes per input pixel (per sample of a batch).
+    """
+    sample = torch.zeros((1, channels) + (probe,) * ndim, device=device)
+    pixels = float(probe**ndim)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        with torch.no_grad(), autocast(device, dtype):
+            network(sample)
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / pixels
+    largest = [sample.element_size() * sample.numel()]
+
+    def record(_module: nn.Module, _inputs: object, output: object) -> None:
+        if isinstance(output, torch.Tensor):
+            largest[0] = max(largest[0], output.element_size() * output.numel())
+
+    hooks = [module.register_forward_hook(record) for module in network.modules()]
+    try:
+        with torch.no_grad(), autocast(device, dtype):
+            output = network(sample)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return (ACTIVATION_FACTOR * largest[0] + OUTPUT_FACTOR * output.element_size() * output.numel()) / pixels
+
+
+def auto_tile_and_batch(
+    bytes_per_pixel: float,
+    budget: int,
+    halo: int,
+    extent: tuple[int, ...],
+    multiple: int,
+    device: torch.device,
+    tile_size: int | None,
+    batch_size: int | None,
+) -> tuple[int, int]:
+    """Pick the tile side and the batch size that fit ``budget``.
+
+    The tile is the largest multiple of ``lcm(16, multiple)`` (at most
+    :data:`MAX_AUTO_TILE`) whose padded window fits, then evened out so the
+    image's longest side splits into equal tiles (512 px with a 352 px limit
+    gives two 256 px tiles, not 352 + 160); the batch then fills the budget
+    with windows (at most 1 on CPU, where batching does not speed up).
+
+    Args:
+        bytes_per_pixel: from :func:`forward_bytes_per_pixel`.
+        budget: bytes one forward may use (:func:`free_memory`).
+        halo: LR pixels read around each tile, per side.
+        extent: LR size of the image along the axes the network sees.
+        multiple: the network's ``size_multiple``.
+        device: where it runs.
+        tile_size, batch_size: values the user fixed (kept), or None.
+
+    Returns:
+        ``(tile_size, batch_size)``.
+    """
+    ndim = len(extent)
+    pixels = budget / max(bytes_per_pixel, 1.0)
+    if tile_size is None:
+        step = TILE_ALIGNMENT * multiple // math.gcd(TILE_ALIGNMENT, multiple)
+        side = int(pixels ** (1.0 / ndim)) - 2 * halo
+        largest = max(step, min(MAX_AUTO_TILE, side) // step * step)
+        count = -(-max(extent) // largest)  # tiles per side; then balance them
+        tile_size = -(-(-(-max(extent) // count)) // step) * step
+    if batch_size is None:
+        window = math.prod(min(tile_size, n) + 2 * halo for n in extent)
+        limit = MAX_AUTO_BATCH.get(device.type, MAX_AUTO_BATCH["default"])
+        batch_size = int(max(1, min(limit, pixels // window)))
+    return tile_size, batch_size

@@ -1,0 +1,84 @@
+"""Whole-image inference: the definition tiled inference must equal.
+
+Fill nodata from the nearest valid pixel over the whole image, normalise, pad
+by the halo replicating edge pixels, run the network once, apply the guard,
+crop, and restore stored values and nodata. Volumes under a 2-D network are
+processed the same way plane by plane. Memory grows with the image: this is a
+reference for tests and benchmarks, not a way to process large images.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+from torch import nn
+
+from srrestore.engine.grid import Tile
+from srrestore.engine.io import ImageSpec, valid_mask
+from srrestore.engine.nodata import fill_nodata, invalid_value, nearest_valid
+from srrestore.engine.normalize import Normalization
+from srrestore.engine.padding import edge_pad
+from srrestore.engine.plan import UpscaleOptions, make_plan
+from srrestore.engine.region import Region
+from srrestore.engine.stages import TileOutput, to_stored
+from srrestore.models.spec import ModelSpec
+
+__all__ = ["upscale_whole"]
+
+
+def upscale_whole(
+    array: np.ndarray,
+    network: nn.Module,
+    spec: ModelSpec,
+    normalization: Normalization,
+    nodata: float | None = None,
+    options: UpscaleOptions | None = None,
+) -> np.ndarray:
+    """Upscale ``(C, *spatial)`` in one forward pass (one per plane for volumes).
+
+    Args:
+        array: ``(C, H, W)`` or ``(C, D, H, W)`` stored values.
+        network, spec, normalization: as for :func:`srrestore.engine.tiler.upscale`.
+        nodata: the image's nodata value (NaN allowed) or None.
+        options: only ``device``, ``precision``, ``consistency``, ``plane_axes``
+            and ``halo`` matter here.
+
+    Returns:
+        ``(C_out, *spatial*scale)`` array of ``array.dtype``.
+    """
+    options = options or UpscaleOptions()
+    image = ImageSpec(array.shape[0], tuple(array.shape[1:]), array.dtype.name, nodata)
+    plan = make_plan(image, spec, normalization, options)
+    runner = plan.runner(network)
+    layout = plan.layout
+    output = np.empty((plan.out_channels, *layout.output_shape), dtype=array.dtype)
+    iterated = layout.iterated_axes
+    for index in itertools.product(*(range(layout.shape[axis]) for axis in iterated)):
+        at = dict(zip(iterated, index))
+        region = Region(
+            tuple(at.get(axis, 0) for axis in range(len(layout.shape))),
+            tuple(at[axis] + 1 if axis in at else n for axis, n in enumerate(layout.shape)),
+        )
+        target = (slice(None), *region.scaled(layout.scale).slices())
+        values = array[(slice(None), *region.slices())]
+        valid = valid_mask(values, nodata)
+        if not valid.any():
+            output[target] = invalid_value(array.dtype, nodata)
+            continue
+        if not valid.all():
+            everything = Region.from_shape(valid.shape)
+            indices, _, _ = nearest_valid(valid, everything, (True,) * valid.ndim, (True,) * valid.ndim)
+            values = fill_nodata(values, indices)
+        multiple = layout.multiple
+        core = Region(region.start, tuple(
+            a + (-(-(b - a) // multiple) * multiple if axis in layout.net_axes else b - a)
+            for axis, (a, b) in enumerate(zip(region.start, region.stop))
+        ))
+        pixels = edge_pad(normalization.forward(values), region, layout.window(core))
+        sr, _ = runner([torch.from_numpy(np.ascontiguousarray(pixels))])
+        crop = (slice(None), *region.relative_to(core).scaled(layout.scale).slices())
+        result = TileOutput(Tile(core, region), sr[0].numpy()[crop], None if valid.all() else valid, None)
+        output[target] = to_stored(result, plan.out_channels, layout, normalization, plan.dtype, nodata)
+    return output

@@ -1,0 +1,125 @@
+"""The reading and writing ends of a tile: its input window, and its output in stored values.
+
+Reading (reader thread): the mask, then the values, of the tile's window
+clipped to the image, with more context where nodata filling needs it; fill,
+normalise to float32, edge-pad past the image's edges. Writing (writer
+thread): inverse normalisation, nodata kept off valid pixels and re-imposed
+on invalid ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from srrestore.engine.grid import Layout, Tile
+from srrestore.engine.io import Reader
+from srrestore.engine.nodata import fill_nodata, invalid_value, keep_off_nodata, nearest_valid, upsample_mask
+from srrestore.engine.normalize import Normalization
+from srrestore.engine.padding import edge_pad
+from srrestore.engine.region import Region
+
+__all__ = ["TileInput", "TileOutput", "read_tile", "to_stored"]
+
+CHUNK_VALUES = 1 << 22  # output values converted at once (bounds float64 temporaries to ~32 MB)
+
+
+@dataclass
+class TileInput:
+    """A tile ready for the network.
+
+    Attributes:
+        tile: the tile.
+        pixels: ``(C, *window)`` normalised float32 (pinned on CUDA); None when
+            every pixel the tile writes is nodata (the network is skipped).
+        valid: ``(*tile.write.size)`` mask, or None when every pixel is valid.
+    """
+
+    tile: Tile
+    pixels: torch.Tensor | None
+    valid: np.ndarray | None
+
+
+@dataclass
+class TileOutput:
+    """A tile's output, still normalised.
+
+    Attributes:
+        tile: the tile.
+        values: ``(C_out, *tile.write.size * scale)`` float32, or None for a skipped tile.
+        valid: as in :class:`TileInput`.
+        error: max abs consistency residual over the valid pixels written (None if skipped).
+    """
+
+    tile: Tile
+    values: np.ndarray | None
+    valid: np.ndarray | None
+    error: float | None
+
+
+def read_tile(reader: Reader, layout: Layout, tile: Tile, normalization: Normalization, pin: bool) -> TileInput:
+    """Read, fill, normalise and pad one tile's window (on the reader thread).
+
+    The context read grows until every nodata pixel of the window finds the
+    nearest valid pixel the whole image would give it.
+    """
+    window = layout.window(tile.core)
+    inside = window.clipped(layout.shape)
+    context = inside
+    indices = None
+    while True:
+        valid = np.asarray(reader.read_valid(context), dtype=bool)
+        written = valid[tile.write.relative_to(context).slices()]
+        if not written.any():
+            return TileInput(tile, None, written)
+        if valid.all():
+            break
+        closed_low = tuple(a == 0 or axis in layout.iterated_axes for axis, a in enumerate(context.start))
+        closed_high = tuple(b == n or axis in layout.iterated_axes
+                            for axis, (b, n) in enumerate(zip(context.stop, layout.shape)))
+        indices, low, high = nearest_valid(valid, inside.relative_to(context), closed_low, closed_high)
+        if not any(low) and not any(high):
+            break
+        context = Region(tuple(a - d for a, d in zip(context.start, low)),
+                         tuple(b + d for b, d in zip(context.stop, high))).clipped(layout.shape)
+    needed = (slice(None), *inside.relative_to(context).slices())
+    values = reader.read(context)
+    values = values[needed] if indices is None else fill_nodata(values, indices[needed])
+    pixels = torch.from_numpy(np.ascontiguousarray(edge_pad(normalization.forward(values), inside, window)))
+    return TileInput(tile, pixels.pin_memory() if pin else pixels, None if written.all() else written)
+
+
+def to_stored(
+    output: TileOutput, channels: int, layout: Layout, normalization: Normalization, dtype: np.dtype,
+    nodata: float | None,
+) -> np.ndarray:
+    """A tile's output in stored values (on the writer thread).
+
+    Args:
+        output: the tile's normalised output.
+        channels: output channels ``C_out``.
+        layout: gives the scale.
+        normalization: normalised -> stored map.
+        dtype: output dtype.
+        nodata: written where the input is nodata (see :func:`invalid_value`).
+
+    Returns:
+        ``(C_out, *tile.write.size * scale)`` array of ``dtype``.
+    """
+    size = output.tile.write.scaled(layout.scale).size
+    fill = invalid_value(dtype, nodata)
+    if output.values is None:
+        return np.full((channels, *size), fill, dtype=dtype)
+    stored = np.empty(output.values.shape, dtype=dtype)
+    invalid = None if output.valid is None else ~upsample_mask(output.valid, layout.scale)
+    rows = max(1, CHUNK_VALUES // max(1, output.values[:, :1].size))
+    for start in range(0, size[0], rows):
+        part = output.values[:, start : start + rows]
+        chunk = normalization.inverse(part, dtype)
+        keep_off_nodata(chunk, part, normalization, nodata)
+        if invalid is not None:
+            chunk[:, invalid[start : start + rows]] = fill
+        stored[:, start : start + rows] = chunk
+    return stored

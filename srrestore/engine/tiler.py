@@ -1,0 +1,378 @@
+"""Exact, streaming, tiled upscaling.
+
+Each tile is computed from its window (the tile grown by a halo at least the
+model's receptive field, padded past the image's edges the way whole-image
+inference pads), so tiled output equals :func:`srrestore.engine.reference.upscale_whole`
+up to float rounding, whatever the tile size. Tiles are read, computed and
+written in row-major order by three threads with bounded queues: memory stays
+flat in the image's size. On an out-of-memory error the batch is halved, then
+the tile the network sees, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from srrestore.engine.devices import (
+    auto_tile_and_batch,
+    forward_bytes_per_pixel,
+    free_memory,
+    is_out_of_memory,
+    precision_name,
+)
+from srrestore.engine.grid import count_tiles, split
+from srrestore.engine.io import ArrayReader, ArrayWriter, ImageSpec, Reader, Writer
+from srrestore.engine.normalize import Normalization
+from srrestore.engine.pipeline import run_pipeline
+from srrestore.engine.plan import UpscaleOptions, make_plan
+from srrestore.engine.progress import Progress
+from srrestore.engine.region import Region
+from srrestore.engine.stages import TileInput, TileOutput, read_tile, to_stored
+from srrestore.errors import ConfigError
+from srrestore.models.spec import ModelSpec
+
+__all__ = ["UpscaleOptions", "UpscaleReport", "TiledUpscaler", "upscale", "upscale_array"]
+
+OUTPUT_QUEUE = 2  # finished tiles waiting for the writer
+MIN_COMPUTE_TILE = 8  # LR pixels: below this, an out-of-memory error is final
+
+
+@dataclass
+class UpscaleReport:
+    """What a run did.
+
+    Attributes:
+        tiles: tiles in the region processed.
+        tiles_skipped: tiles entirely nodata, written without running the network.
+        seconds: wall time of the run.
+        output_megapixels: output pixels written, in millions (per channel).
+        consistency_error: max abs ``lr - degrade(sr)`` over valid pixels, in
+            normalised units, with the guard's degradation (area without a
+            guard); None when no tile ran the network.
+        tile_size: LR pixels per tile side read and written.
+        batch_size: windows per forward at the end of the run.
+        device: where the network ran.
+        precision: ``fp32``, ``bf16`` or ``fp16``.
+        halo: LR pixels read around each tile per side.
+        compute_tile_size: LR side of the windows the network saw at the end
+            (below ``tile_size`` after out-of-memory recovery).
+        out_of_memory_events: out-of-memory errors recovered from.
+    """
+
+    tiles: int
+    tiles_skipped: int
+    seconds: float
+    output_megapixels: float
+    consistency_error: float | None
+    tile_size: int
+    batch_size: int
+    device: str
+    precision: str
+    halo: int
+    compute_tile_size: int
+    out_of_memory_events: int = 0
+
+
+@dataclass
+class _Assembly:
+    """A tile's output being put together from the windows the network ran."""
+
+    item: TileInput
+    values: np.ndarray | None
+    pending: int = 0
+    error: float = 0.0
+
+
+@dataclass
+class _Window:
+    """Part of a tile the network runs at once; boxes are relative to the tile's core."""
+
+    assembly: _Assembly
+    core: Region
+    write: Region
+    halo: tuple[int, ...]
+
+    @property
+    def pixels(self) -> torch.Tensor:
+        """``(C, *window)`` slice of the tile's input (the core grown by the halo)."""
+        box = Region(self.core.start, tuple(b + 2 * h for b, h in zip(self.core.stop, self.halo)))
+        return self.assembly.item.pixels[(slice(None), *box.slices())]  # type: ignore[index]
+
+
+@dataclass
+class _Totals:
+    """Counters the writer thread keeps."""
+
+    skipped: int = 0
+    error: float | None = None
+    pixels: int = 0
+
+
+def _moved(region: Region, offset: tuple[int, ...]) -> Region:
+    """``region`` translated by ``offset``."""
+    return Region(tuple(a + o for a, o in zip(region.start, offset)), tuple(b + o for b, o in zip(region.stop, offset)))
+
+
+class TiledUpscaler:
+    """Runs one network over regions of one image, tile by tile.
+
+    Args:
+        network: ``(B, C, *n) -> (B, C_out, *n*scale)``, normalised in and out.
+        spec: the network's spec (scale, channels, receptive field).
+        normalization: stored <-> normalised map of the image.
+        image: the image's spec.
+        options: engine options (defaults when None).
+
+    Raises:
+        ConfigError, UnsupportedInputError: see :func:`srrestore.engine.plan.make_plan`.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        spec: ModelSpec,
+        normalization: Normalization,
+        image: ImageSpec,
+        options: UpscaleOptions | None = None,
+    ) -> None:
+        self.options = options or UpscaleOptions()
+        self.image = image
+        self.normalization = normalization
+        self.plan = make_plan(image, spec, normalization, self.options)
+        self.runner = self.plan.runner(network)
+        layout = self.plan.layout
+        self.halo = max(layout.halo)
+        if self.options.tile_size is None or self.options.batch_size is None:
+            self.tile_size, self.batch_size = self._auto_sizes()
+        else:
+            self.tile_size, self.batch_size = self.options.tile_size, self.options.batch_size
+        self.compute_tile = self.tile_size
+        self.out_of_memory_events = 0
+
+    def _auto_sizes(self) -> tuple[int, int]:
+        """Tile and batch sized from free memory (see :func:`auto_tile_and_batch`)."""
+        plan, layout = self.plan, self.plan.layout
+        net_ndim = len(layout.net_axes)
+        probe = -(-(2 * self.halo + 32) // layout.multiple) * layout.multiple
+        channels = 1 if plan.band_by_band else self.image.channels
+        per_pixel = forward_bytes_per_pixel(
+            self.runner.network, channels, net_ndim, plan.device, plan.autocast_dtype, probe
+        )
+        if plan.band_by_band:
+            per_pixel *= self.image.channels
+        if plan.device.type == "cpu":  # finished output tiles share the host's memory
+            per_pixel += plan.out_channels * math.prod(layout.scale) * 4 * (OUTPUT_QUEUE + 2)
+        return auto_tile_and_batch(
+            per_pixel, free_memory(plan.device), self.halo, layout.net_extent, layout.multiple, plan.device,
+            self.options.tile_size, self.options.batch_size,
+        )
+
+    def run(self, reader: Reader, writer: Writer, region: Region | None = None) -> UpscaleReport:
+        """Upscale ``region`` of the image (all of it by default) into ``writer``.
+
+        The writer receives output windows in row-major order, from one thread;
+        it is not closed (the caller owns it).
+
+        Raises:
+            ConfigError: ``region`` leaves the image.
+        """
+        layout = self.plan.layout
+        bounds = region or Region.from_shape(layout.shape)
+        if bounds.clipped(layout.shape) != bounds:
+            raise ConfigError(f"region {bounds} is not inside the image of shape {layout.shape}")
+        core = layout.core_size(self.tile_size)
+        tiles = split(bounds, layout.shape, core, shift=layout.multiple == 1)
+        total = count_tiles(bounds, core)
+        pin = self.plan.device.type == "cuda"
+        totals = _Totals()
+        start = time.perf_counter()
+        with Progress(total, self.options.progress) as progress:
+
+            def consume(output: TileOutput) -> None:
+                target = output.tile.write.scaled(layout.scale)
+                writer.write(target, to_stored(output, self.plan.out_channels, layout, self.normalization,
+                                               self.plan.dtype, self.plan.nodata))
+                totals.pixels += target.num_pixels
+                if output.error is None:
+                    totals.skipped += 1
+                else:
+                    totals.error = max(totals.error or 0.0, output.error)
+                progress.advance(target.num_pixels)
+
+            run_pipeline(
+                (read_tile(reader, layout, tile, self.normalization, pin) for tile in tiles),
+                self._compute,
+                consume,
+                depth=2 * self.batch_size + 1,
+            )
+        return UpscaleReport(
+            tiles=total,
+            tiles_skipped=totals.skipped,
+            seconds=time.perf_counter() - start,
+            output_megapixels=totals.pixels / 1e6,
+            consistency_error=totals.error,
+            tile_size=self.tile_size,
+            batch_size=self.batch_size,
+            device=str(self.plan.device),
+            precision=precision_name(self.plan.autocast_dtype),
+            halo=self.halo,
+            compute_tile_size=self.compute_tile,
+            out_of_memory_events=self.out_of_memory_events,
+        )
+
+    # -- computing (caller's thread) -------------------------------------------------
+
+    def _compute(self, items: Iterator[TileInput]) -> Iterator[TileOutput]:
+        """Batch windows of consecutive tiles through the network; yield tiles in order."""
+        waiting: deque[_Assembly] = deque()
+        pending: list[_Window] = []
+        for item in items:
+            assembly = self._assemble(item)
+            waiting.append(assembly)
+            pending.extend(self._windows(assembly))
+            while len(pending) >= self.batch_size:
+                batch, pending = pending[: self.batch_size], pending[self.batch_size :]
+                self._run(batch)
+            yield from self._finished(waiting)
+        while pending:
+            batch, pending = pending[: self.batch_size], pending[self.batch_size :]
+            self._run(batch)
+        yield from self._finished(waiting)
+
+    def _assemble(self, item: TileInput) -> _Assembly:
+        if item.pixels is None:
+            return _Assembly(item, None)
+        size = item.tile.write.scaled(self.plan.layout.scale).size
+        return _Assembly(item, np.empty((self.plan.out_channels, *size), dtype=np.float32))
+
+    def _windows(self, assembly: _Assembly) -> list[_Window]:
+        """Split a tile into windows of the current compute tile size."""
+        if assembly.values is None:
+            return []
+        tile = assembly.item.tile
+        return self._split(assembly, Region.from_shape(tile.core.size), tile.write.relative_to(tile.core),
+                           self.compute_tile)
+
+    def _split(self, assembly: _Assembly, within: Region, write: Region, side: int) -> list[_Window]:
+        """Windows of side ``side`` covering ``write``, cores inside ``within`` (tile-core frame)."""
+        layout = self.plan.layout
+        size = tuple(min(side, n) if axis in layout.net_axes else n for axis, n in enumerate(within.size))
+        windows = [
+            _Window(assembly, _moved(piece.core, within.start), _moved(piece.write, within.start), layout.halo)
+            for piece in split(write.relative_to(within), within.size, size, shift=True)
+        ]
+        assembly.pending += len(windows)
+        return windows
+
+    def _run(self, windows: list[_Window]) -> None:
+        """Run windows through the network, recovering from out-of-memory errors."""
+        try:
+            sr, error = self.runner([window.pixels for window in windows])
+        except Exception as failure:  # only out-of-memory errors are handled
+            if not is_out_of_memory(failure):
+                raise
+            # Drop the traceback: its frames hold the batch's tensors.
+            out_of_memory = failure.with_traceback(None)
+        else:
+            for window, values, residual in zip(windows, sr.numpy(), error.numpy()):
+                self._deliver(window, values, residual)
+            return
+        self._recover(out_of_memory, windows)
+
+    def _recover(self, failure: BaseException, windows: list[_Window]) -> None:
+        """Halve the batch; at one window, halve the window and split it."""
+        self.out_of_memory_events += 1
+        if self.plan.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if len(windows) > 1:
+            self.batch_size = max(1, len(windows) // 2)
+            parts = windows
+        else:
+            (window,) = windows
+            layout = self.plan.layout
+            current = max(window.core.size[axis] for axis in layout.net_axes)
+            smaller = current // 2 // layout.multiple * layout.multiple
+            if smaller < max(MIN_COMPUTE_TILE, layout.multiple):
+                raise failure
+            self.compute_tile = min(self.compute_tile, smaller)
+            window.assembly.pending -= 1
+            parts = self._split(window.assembly, window.core, window.write, smaller)
+        while parts:  # the batch size may shrink again on the way
+            batch, parts = parts[: self.batch_size], parts[self.batch_size :]
+            self._run(batch)
+
+    def _deliver(self, window: _Window, values: np.ndarray, residual: np.ndarray) -> None:
+        """Copy a window's output into its tile and track the consistency residual."""
+        assembly = window.assembly
+        tile = assembly.item.tile
+        scale = self.plan.layout.scale
+        source = window.write.relative_to(window.core)
+        target = window.write.relative_to(tile.write.relative_to(tile.core))
+        assembly.values[(slice(None), *target.scaled(scale).slices())] = values[  # type: ignore[index]
+            (slice(None), *source.scaled(scale).slices())
+        ]
+        misfit = np.abs(residual[(slice(None), *source.slices())])
+        if assembly.item.valid is not None:
+            misfit = misfit[:, assembly.item.valid[target.slices()]]
+        if misfit.size:
+            assembly.error = max(assembly.error, float(misfit.max()))
+        assembly.pending -= 1
+
+    @staticmethod
+    def _finished(waiting: deque[_Assembly]) -> Iterator[TileOutput]:
+        """Tiles at the head of the queue whose windows have all run, in order."""
+        while waiting and waiting[0].pending == 0:
+            assembly = waiting.popleft()
+            skipped = assembly.values is None
+            yield TileOutput(assembly.item.tile, assembly.values, assembly.item.valid,
+                             None if skipped else assembly.error)
+
+
+def upscale(
+    reader: Reader,
+    writer: Writer,
+    network: nn.Module,
+    spec: ModelSpec,
+    normalization: Normalization,
+    options: UpscaleOptions | None = None,
+) -> UpscaleReport:
+    """Upscale a whole image from ``reader`` into ``writer``, tile by tile.
+
+    Args:
+        reader: gives ``(C, *region)`` windows of the image, stored values.
+        writer: takes ``(C_out, *region*scale)`` windows of the output, same dtype.
+            Not closed here: the caller owns it.
+        network: the generator, ``(B, C, H, W) -> (B, C_out, H*sy, W*sx)`` on normalised values.
+        spec: its :class:`ModelSpec`.
+        normalization: the image's stored <-> normalised map.
+        options: engine options (defaults when None).
+
+    Returns:
+        An :class:`UpscaleReport`.
+    """
+    return TiledUpscaler(network, spec, normalization, reader.spec, options).run(reader, writer)
+
+
+def upscale_array(
+    array: np.ndarray,
+    network: nn.Module,
+    spec: ModelSpec,
+    normalization: Normalization,
+    options: UpscaleOptions | None = None,
+    nodata: float | None = None,
+) -> np.ndarray:
+    """Upscale an in-memory ``(C, *spatial)`` array; returns ``(C_out, *spatial*scale)`` of the same dtype."""
+    reader = ArrayReader(array, nodata)
+    upscaler = TiledUpscaler(network, spec, normalization, reader.spec, options)
+    writer = ArrayWriter(upscaler.plan.out_channels, upscaler.plan.layout.output_shape, array.dtype)
+    upscaler.run(reader, writer)
+    writer.close()
+    return writer.array

@@ -1,0 +1,651 @@
+"""Two-phase SR-GAN training: Algorithm 1 of the seed (SRGAN, Ledig et al. 2017).
+
+Phase 1 (``pretrain_steps``) trains the generator with the pixel loss alone,
+averaged over every pass of its feedback loop (deep supervision, as SRFBN).
+Its exponential moving average (EMA) is saved as the PSNR-oriented model.
+
+Phase 2 (``gan_steps``) starts from that model and alternates, per minibatch,
+a discriminator step on ``L_D`` and a generator step on
+``L = alpha * L_pixel + beta * L_adv + gamma * L_content``; its EMA is saved as
+the GAN model.
+
+Around that: Adam with a per-phase schedule, gradient clipping, AMP (bf16 or
+fp16 with loss scaling) and channels-last on CUDA only, deterministic data
+(see :mod:`srrestore.training.data`), periodic validation of the EMA weights,
+a tqdm progress bar, a JSONL log and resumable states that continue a run
+bit-exactly on the CPU. Launched with ``torchrun``, it trains with
+DistributedDataParallel (one process per GPU; rank 0 validates, logs and
+writes files; logged losses are rank 0's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from srrestore import __version__
+from srrestore.engine.atomic import check_output_path
+from srrestore.engine.devices import autocast, precision_name, resolve_device, resolve_precision
+from srrestore.errors import ConfigError
+from srrestore.losses.pixel import PixelLoss
+from srrestore.losses.total import GeneratorLoss
+from srrestore.models.checkpoint import save_generator
+from srrestore.models.discriminator import PatchDiscriminator, create_discriminator
+from srrestore.models.generator import SRGenerator, create_generator
+from srrestore.training.config import OptimizerConfig, TrainingConfig
+from srrestore.training.data import PatchDataset, StepSampler, ValidationSet
+from srrestore.training.ema import ModelEMA
+from srrestore.training.state import TrainingState, capture_rng, restore_rng, save_state
+
+__all__ = ["TrainingOutputs", "TrainingResult", "DistributedContext", "Trainer", "describe_device"]
+
+
+@dataclass(frozen=True)
+class TrainingOutputs:
+    """Files a run writes.
+
+    Attributes:
+        model: the final generator: phase 2's EMA (phase ``"gan"``), or phase
+            1's when there is no phase 2.
+        psnr_model: phase 1's EMA generator (phase ``"psnr"``).
+        state: the resumable training state.
+        log: the JSONL log (None: no log).
+    """
+
+    model: Path
+    psnr_model: Path
+    state: Path
+    log: Path | None = None
+
+    @classmethod
+    def beside(
+        cls,
+        model: str | os.PathLike[str],
+        gan_steps: int,
+        psnr_model: str | os.PathLike[str] | None = None,
+        state: str | os.PathLike[str] | None = None,
+        log: str | os.PathLike[str] | None = None,
+    ) -> "TrainingOutputs":
+        """Defaults next to ``model`` (``M.safetensors``): ``M.psnr.safetensors``
+        (or ``model`` itself without phase 2) and ``M.state.safetensors``."""
+        model = Path(model)
+        stem = model.name.removesuffix(".safetensors")
+        default_psnr = model if gan_steps == 0 else model.with_name(f"{stem}.psnr.safetensors")
+        return cls(
+            model=model,
+            psnr_model=Path(psnr_model) if psnr_model is not None else default_psnr,
+            state=Path(state) if state is not None else model.with_name(f"{stem}.state.safetensors"),
+            log=Path(log) if log is not None else None,
+        )
+
+    def files(self) -> list[Path]:
+        return [path for path in (self.model, self.psnr_model, self.state, self.log) if path is not None]
+
+
+@dataclass
+class TrainingResult:
+    """What :meth:`Trainer.run` did.
+
+    Attributes:
+        outputs: the files of the run.
+        step: steps done so far (over all sessions of the run).
+        finished: True when both phases are complete.
+        metrics: last validation per phase and set: ``{"psnr": {"Set5": {"psnr": ..., ...}}}``.
+        seconds: training wall time over all sessions.
+    """
+
+    outputs: TrainingOutputs
+    step: int
+    finished: bool
+    metrics: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """This process's place in a ``torchrun`` launch (world size 1 otherwise)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def from_environment(cls) -> "DistributedContext":
+        """Read ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` as torchrun sets them."""
+        try:
+            return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
+                       int(os.environ.get("WORLD_SIZE", 1)))
+        except ValueError as error:
+            raise ConfigError(f"bad torchrun environment (RANK/LOCAL_RANK/WORLD_SIZE): {error}") from error
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def setup(self, device: torch.device) -> torch.device:
+        """Join the process group (NCCL on CUDA, Gloo on the CPU); return this rank's device."""
+        if not self.enabled:
+            return device
+        if device.type == "cuda":
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        return device
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+
+def describe_device(device: torch.device) -> str:
+    """A human description of the training hardware, e.g. ``"cpu: AMD EPYC 7B13 (2 threads)"``."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    return f"{device.type}: {name} ({torch.get_num_threads()} threads)"
+
+
+class _FeedbackPasses(nn.Module):
+    """Wraps a generator so that ``forward`` returns every feedback pass (for DDP)."""
+
+    def __init__(self, generator: SRGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.generator.forward_passes(x)
+
+
+@dataclass
+class _Adversary:
+    """Everything phase 2 adds: the discriminator, its optimizer and the generator's total loss."""
+
+    network: PatchDiscriminator
+    parallel: nn.Module
+    optimizer: torch.optim.Adam
+    scaler: torch.amp.GradScaler
+    loss: GeneratorLoss
+
+
+class _StepTimer:
+    """Sums per-step wall time and patches between log lines (throughput)."""
+
+    def __init__(self) -> None:
+        self.seconds, self.patches, self.last = 0.0, 0, time.perf_counter()
+
+    def tick(self, patches: int) -> float:
+        now = time.perf_counter()
+        elapsed, self.last = now - self.last, now
+        self.seconds += elapsed
+        self.patches += patches
+        return elapsed
+
+    def skip(self) -> None:
+        """Exclude the time since the last tick (validation, checkpoints)."""
+        self.last = time.perf_counter()
+
+    def rate(self) -> float:
+        return self.patches / self.seconds if self.seconds > 0 else 0.0
+
+    def reset(self) -> None:
+        self.seconds, self.patches = 0.0, 0
+
+
+class Trainer:
+    """Runs (or resumes) one two-phase training run.
+
+    Args:
+        config: the recipe.
+        dataset: training patches (its degradation and patch size follow ``config``).
+        validation: sets measured every ``config.val_interval`` steps and at
+            the end of each phase (may be empty).
+        outputs: where the models, state and log go.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (under
+            torchrun with CUDA, each rank takes ``cuda:LOCAL_RANK``).
+        sources: training folders, recorded in the checkpoints.
+        validation_sources: validation folders, recorded likewise.
+        data_fingerprint: :func:`~srrestore.training.data.images_fingerprint`
+            of the training images; a resumed run must match it.
+        resume_from: a state written by an earlier session of this run.
+        overwrite: replace existing output files (implied when resuming).
+        progress: show a tqdm progress bar.
+
+    Raises:
+        ConfigError: bad configuration, or a state that does not fit it.
+        OutputExistsError: an output exists and ``overwrite`` is False.
+        WeightsUnavailableError: the content loss's VGG19 weights are missing.
+    """
+
+    def __init__(
+        self,
+        config: TrainingConfig,
+        dataset: PatchDataset,
+        validation: Sequence[ValidationSet],
+        outputs: TrainingOutputs,
+        device: str = "auto",
+        sources: Sequence[str] = (),
+        validation_sources: Sequence[str] = (),
+        data_fingerprint: str = "",
+        resume_from: TrainingState | None = None,
+        overwrite: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.config = config
+        self.dataset = dataset
+        self.validation = list(validation)
+        self.outputs = outputs
+        self.sources = [str(source) for source in sources]
+        self.validation_sources = [str(source) for source in validation_sources]
+        self.data_fingerprint = data_fingerprint
+        self.progress = progress
+        self.distributed = DistributedContext.from_environment()
+        self.device = self.distributed.setup(resolve_device(device))
+        on_cuda = self.device.type == "cuda"
+        self.amp_dtype = resolve_precision(config.precision, self.device) if on_cuda else None
+        self.memory_format = torch.channels_last if on_cuda and config.channels_last else torch.contiguous_format
+        if dataset.patch_size != config.patch_size or dataset.degradation != config.degradation:
+            raise ConfigError("the dataset's patch size or degradation differs from the recipe's")
+        if self.distributed.is_main and resume_from is None:
+            for path in outputs.files():
+                check_output_path(path, overwrite)
+
+        torch.manual_seed(config.seed)
+        self.generator = self._build_generator()
+        self.generator_passes = self._parallel(_FeedbackPasses(self.generator))
+        self.ema = ModelEMA(self.generator, config.ema_decay)
+        self.pixel_loss = PixelLoss(config.loss.pixel, config.loss.pixel_eps)
+        first_optimizer = config.pretrain_optimizer if config.pretrain_steps > 0 else config.generator_optimizer
+        self.optimizer_g = self._adam(self.generator, first_optimizer)
+        self.scaler_g = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.adversary = self._build_adversary() if config.gan_steps > 0 else None
+
+        self.step = 0
+        self.gan_started = False
+        self.elapsed = 0.0
+        self.metrics: dict[str, dict[str, dict[str, float]]] = {}
+        if resume_from is not None:
+            self._restore(resume_from)
+
+    # -- construction -------------------------------------------------------------------------------
+
+    def _build_generator(self) -> SRGenerator:
+        config = self.config
+        try:
+            generator = create_generator(
+                config.generator, **{**config.generator_options, "in_channels": config.channels, "scale": config.scale}
+            )
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"cannot build generator {config.generator!r}: {error}") from error
+        return generator.to(self.device, memory_format=self.memory_format).train()
+
+    def _build_adversary(self) -> _Adversary:
+        config = self.config
+        try:
+            discriminator = create_discriminator(
+                config.discriminator, **{**config.discriminator_options, "in_channels": config.channels}
+            )
+        except TypeError as error:
+            raise ConfigError(f"cannot build discriminator {config.discriminator!r}: {error}") from error
+        if config.patch_size < discriminator.min_size:
+            raise ConfigError(
+                f"patch size {config.patch_size} is below the discriminator's minimum {discriminator.min_size}"
+            )
+        discriminator = discriminator.to(self.device, memory_format=self.memory_format).train()
+        return _Adversary(
+            network=discriminator,
+            parallel=self._parallel(discriminator),
+            optimizer=self._adam(discriminator, config.discriminator_optimizer),
+            scaler=torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16),
+            loss=GeneratorLoss(config.loss).to(self.device),
+        )
+
+    def _parallel(self, module: nn.Module) -> nn.Module:
+        if not self.distributed.enabled:
+            return module
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+
+    @staticmethod
+    def _adam(module: nn.Module, settings: OptimizerConfig) -> torch.optim.Adam:
+        return torch.optim.Adam(
+            module.parameters(), lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay
+        )
+
+    # -- state ----------------------------------------------------------------------------------------
+
+    def state(self) -> TrainingState:
+        """The resumable state after the current step."""
+        modules = {"generator": self.generator.state_dict(), "ema": self.ema.module.state_dict()}
+        optimizers = {"generator": self.optimizer_g.state_dict()}
+        scalers = {"generator": self.scaler_g.state_dict()}
+        if self.adversary is not None:
+            modules["discriminator"] = self.adversary.network.state_dict()
+            optimizers["discriminator"] = self.adversary.optimizer.state_dict()
+            scalers["discriminator"] = self.adversary.scaler.state_dict()
+        info = {
+            "step": self.step,
+            "gan_started": self.gan_started,
+            "ema_updates": self.ema.num_updates,
+            "elapsed_seconds": self.elapsed,
+            "metrics": self.metrics,
+            "recipe": self.config.to_dict(),
+            "sources": self.sources,
+            "validation_sources": self.validation_sources,
+            "outputs": {name: None if path is None else str(path) for name, path in vars(self.outputs).items()},
+            "data_fingerprint": self.data_fingerprint,
+            "scalers": scalers,
+        }
+        return TrainingState(info=info, modules=modules, optimizers=optimizers, rng=capture_rng())
+
+    def _restore(self, state: TrainingState) -> None:
+        info = state.info
+        stored = TrainingConfig.from_dict(info["recipe"])
+        changed = self.config.resume_differences(stored)
+        if changed:
+            raise ConfigError(
+                f"cannot resume with a different {', '.join(changed)}; only step counts and intervals may change"
+            )
+        if self.data_fingerprint and info.get("data_fingerprint") not in ("", self.data_fingerprint):
+            raise ConfigError("the training images differ from those of the run being resumed")
+        step, gan_started = int(info["step"]), bool(info["gan_started"])
+        if gan_started and self.config.pretrain_steps != stored.pretrain_steps:
+            raise ConfigError(f"cannot change pretrain_steps once phase 2 began (it was {stored.pretrain_steps})")
+        if not gan_started and step > self.config.pretrain_steps:
+            raise ConfigError(f"pretrain_steps {self.config.pretrain_steps} is below the {step} steps already done")
+        if gan_started and self.adversary is None:
+            raise ConfigError("this run is in phase 2; gan_steps must stay above 0")
+        self.generator.load_state_dict(state.modules["generator"])
+        self.ema.load_state_dict({"module": state.modules["ema"], "num_updates": info["ema_updates"]})
+        if gan_started:
+            self.optimizer_g = self._adam(self.generator, self.config.generator_optimizer)
+        self.optimizer_g.load_state_dict(state.optimizers["generator"])
+        self.scaler_g.load_state_dict(info["scalers"]["generator"])
+        if self.adversary is not None and "discriminator" in state.modules:
+            self.adversary.network.load_state_dict(state.modules["discriminator"])
+            self.adversary.optimizer.load_state_dict(state.optimizers["discriminator"])
+            self.adversary.scaler.load_state_dict(info["scalers"]["discriminator"])
+        restore_rng(state.rng)
+        self.step, self.gan_started = step, gan_started
+        self.elapsed = float(info["elapsed_seconds"])
+        self.metrics = info["metrics"]
+
+    # -- steps ----------------------------------------------------------------------------------------
+
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        return autocast(self.device, self.amp_dtype)
+
+    def _apply(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               module: nn.Module) -> None:
+        """Backward, clip and step one network."""
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if self.config.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+
+    @staticmethod
+    def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+    def _pretrain_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+        config = self.config
+        self._set_lr(self.optimizer_g, config.pretrain_optimizer.lr_at(self.step, config.pretrain_steps))
+        with self._autocast():
+            passes = self.generator_passes(lr)
+        supervised = passes if config.deep_supervision else passes[-1:]
+        loss = sum(self.pixel_loss(output.float(), hr) for output in supervised) / len(supervised)
+        self._apply(loss, self.optimizer_g, self.scaler_g, self.generator)
+        return {"pixel": loss.item()}
+
+    def _start_gan_phase(self) -> None:
+        """Phase 2 starts from the PSNR model (phase 1's EMA) with a fresh Adam."""
+        if self.config.pretrain_steps > 0:
+            self.generator.load_state_dict(self.ema.module.state_dict())
+        self.optimizer_g = self._adam(self.generator, self.config.generator_optimizer)
+        self.gan_started = True
+
+    def _gan_step(self, lr: torch.Tensor, hr: torch.Tensor, adversary: _Adversary) -> dict[str, float]:
+        config = self.config
+        phase_step = self.step - config.pretrain_steps
+        self._set_lr(self.optimizer_g, config.generator_optimizer.lr_at(phase_step, config.gan_steps))
+        self._set_lr(adversary.optimizer, config.discriminator_optimizer.lr_at(phase_step, config.gan_steps))
+        with self._autocast():
+            fake = self.generator_passes(lr)[-1]
+        # Discriminator step on L_D (real and fake in one forward: one DDP reduction).
+        adversary.network.requires_grad_(True)
+        with self._autocast():
+            logits = adversary.parallel(torch.cat([hr, fake.detach()]))
+        real_logits, fake_logits = logits.float().chunk(2)
+        loss_d = adversary.loss.adversarial.discriminator_loss(real_logits, fake_logits)
+        self._apply(loss_d, adversary.optimizer, adversary.scaler, adversary.network)
+        # Generator step on the total loss, through the updated, frozen discriminator.
+        adversary.network.requires_grad_(False)
+        with self._autocast():
+            total, parts = adversary.loss(fake.float(), hr, discriminator=adversary.network)
+        self._apply(total, self.optimizer_g, self.scaler_g, self.generator)
+        adversary.network.requires_grad_(True)
+        return {
+            "d": loss_d.item(),
+            "g": total.item(),
+            **{name: value.item() for name, value in parts.items()},
+            "d_real": real_logits.mean().item(),
+            "d_fake": fake_logits.mean().item(),
+        }
+
+    # -- validation and outputs ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _predict(self, lr: np.ndarray) -> np.ndarray:
+        """EMA generator on one ``(C, h, w)`` image -> ``(C, H, W)`` float32."""
+        batch = torch.from_numpy(lr)[None].to(self.device).contiguous(memory_format=self.memory_format)
+        with self._autocast():
+            output = self.ema.module(batch)
+        return output.float()[0].cpu().numpy()
+
+    def validate(self, phase: str) -> dict[str, dict[str, float]]:
+        """Measure the EMA generator on every validation set (rank 0); returns and records the scores."""
+        scores = {}
+        for validation_set in self.validation:
+            bicubic = validation_set.bicubic()
+            scores[validation_set.name] = {
+                **validation_set.evaluate(self._predict),
+                "bicubic_psnr": bicubic["psnr"],
+                "bicubic_ssim": bicubic["ssim"],
+            }
+        if scores:
+            self.metrics[phase] = scores
+        return scores
+
+    def summary(self, phase: str) -> dict[str, Any]:
+        """The training summary stored in a checkpoint of ``phase``."""
+        config = self.config
+        return {
+            "phase": phase,
+            "data": self.sources,
+            "images": len(self.dataset.images),
+            "data_fingerprint": self.data_fingerprint,
+            "validation_data": self.validation_sources,
+            "validation_sets": [validation_set.name for validation_set in self.validation],
+            "steps": {"pretrain": config.pretrain_steps, "gan": config.gan_steps if phase == "gan" else 0},
+            "metrics": self.metrics.get(phase, {}),
+            "recipe": config.to_dict(),
+            "device": describe_device(self.device),
+            "precision": precision_name(self.amp_dtype),
+            "world_size": self.distributed.world_size,
+            "seconds": round(self.elapsed, 1),
+            "torch": torch.__version__,
+            "srrestore": __version__,
+            "seed": config.seed,
+        }
+
+    def card(self, phase: str) -> dict[str, Any]:
+        """The model card of a checkpoint of ``phase``: recipe's card entries plus facts."""
+        config = self.config
+        scale = "x".join(map(str, config.scale)) if config.scale[0] != config.scale[1] else f"x{config.scale[0]}"
+        return {
+            **config.card,
+            "phase": phase,
+            "scale": scale,
+            "channels": config.channels,
+            "data": self.sources,
+            "steps": {"pretrain": config.pretrain_steps, "gan": config.gan_steps if phase == "gan" else 0},
+            "hardware": describe_device(self.device),
+            "training_seconds": round(self.elapsed, 1),
+            "validation": self.metrics.get(phase, {}),
+            "validation_protocol": (
+                f"{config.degradation.kernel} downscaling {scale} (MATLAB imresize), outputs rounded to the "
+                f"source grid, {'BT.601 Y' if config.channels == 3 else 'all channels'}, border shave = scale"
+            ),
+        }
+
+    def _save_model(self, phase: str) -> Path:
+        path = self.outputs.psnr_model if phase == "psnr" else self.outputs.model
+        return save_generator(path, self.ema.module, phase=phase, training=self.summary(phase), card=self.card(phase))
+
+    def save_state(self) -> Path:
+        """Write the resumable state (rank 0)."""
+        return save_state(self.outputs.state, self.state())
+
+    # -- the loop ---------------------------------------------------------------------------------------
+
+    def _batches(self, end: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        sampler = StepSampler(self.config.batch_size, self.step, end, self.distributed.rank,
+                              self.distributed.world_size)
+        loader = DataLoader(
+            self.dataset,
+            batch_size=self.config.batch_size,
+            sampler=sampler,
+            num_workers=self.config.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        for lr, hr in loader:
+            yield (
+                lr.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format),
+                hr.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format),
+            )
+
+    def _log(self, handle: Any, record: dict[str, Any]) -> None:
+        if handle is not None:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+            handle.flush()
+
+    def _open_log(self) -> Any:
+        if not self.distributed.is_main or self.outputs.log is None:
+            return None
+        self.outputs.log.parent.mkdir(parents=True, exist_ok=True)
+        return open(self.outputs.log, "a" if self.step > 0 else "w", encoding="utf-8")
+
+    def _say(self, bar: tqdm, message: str) -> None:
+        """A progress message above the bar (rank 0, unless progress is off)."""
+        if self.progress and self.distributed.is_main:
+            bar.write(message)
+
+    def _after_step(self, handle: Any, bar: tqdm) -> None:
+        """Validation, model files and states due after the step just done (rank 0 does the work)."""
+        config, step = self.config, self.step
+        phase_end = (step == config.pretrain_steps and config.pretrain_steps > 0) or step == config.total_steps
+        validate = phase_end or step % config.val_interval == 0
+        checkpoint = phase_end or step % config.checkpoint_interval == 0
+        if not (validate or checkpoint):
+            return
+        phase = "psnr" if step <= config.pretrain_steps else "gan"
+        if self.distributed.is_main:
+            if validate:
+                for name, values in self.validate(phase).items():
+                    self._log(handle, {"event": "validation", "step": step, "phase": phase, "set": name, **values})
+                    self._say(bar, f"step {step} {name}: PSNR {values['psnr']:.2f} dB "
+                                   f"(bicubic {values['bicubic_psnr']:.2f}), SSIM {values['ssim']:.4f}")
+            if phase_end:
+                self._say(bar, f"saved {self._save_model(phase)}")
+            if checkpoint:
+                self.save_state()
+        self.distributed.barrier()
+
+    def _train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+        if self.step >= self.config.pretrain_steps and not self.gan_started:
+            self._start_gan_phase()
+        if not self.gan_started:
+            return self._pretrain_step(lr, hr)
+        if self.adversary is None:
+            raise ConfigError("phase 2 needs gan_steps > 0")
+        return self._gan_step(lr, hr, self.adversary)
+
+    def run(self, stop_after: int | None = None) -> TrainingResult:
+        """Train until both phases are done, or for at most ``stop_after`` more steps.
+
+        Writes the PSNR model when phase 1 ends, the final model when the run
+        ends, and the state every ``checkpoint_interval`` steps, at phase ends,
+        when stopping early and on Ctrl-C.
+        """
+        config = self.config
+        end = config.total_steps if stop_after is None else min(config.total_steps, self.step + max(stop_after, 0))
+        main = self.distributed.is_main
+        handle = self._open_log()
+        bar = tqdm(total=config.total_steps, initial=self.step, disable=not (self.progress and main), unit="step",
+                   dynamic_ncols=True, desc="train")
+        timer, sums, count = _StepTimer(), {}, 0
+        mark = time.perf_counter()
+        try:
+            for lr, hr in self._batches(end):
+                losses = self._train_step(lr, hr)
+                self.ema.update(self.generator)
+                self.step += 1
+                timer.tick(lr.shape[0] * self.distributed.world_size)
+                for name, value in losses.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                count += 1
+                bar.update(1)
+                shown = {name: f"{value:.4g}" for name, value in losses.items() if name in ("pixel", "d", "g")}
+                bar.set_postfix({"phase": "gan" if self.gan_started else "psnr", **shown,
+                                 "patch/s": f"{timer.rate():.1f}"}, refresh=False)
+                self.elapsed, mark = self.elapsed + time.perf_counter() - mark, time.perf_counter()
+                if self.step % config.log_interval == 0 or self.step == end:
+                    self._log(handle, {
+                        "event": "train", "step": self.step, "phase": "gan" if self.gan_started else "psnr",
+                        "lr": self.optimizer_g.param_groups[0]["lr"],
+                        **{name: value / count for name, value in sums.items()},
+                        "patches_per_s": round(timer.rate(), 2), "seconds": round(self.elapsed, 1),
+                    })
+                    sums, count = {}, 0
+                    timer.reset()
+                self._after_step(handle, bar)
+                self.elapsed, mark = self.elapsed + time.perf_counter() - mark, time.perf_counter()
+                timer.skip()
+        except KeyboardInterrupt:
+            if main:
+                self._say(bar, f"interrupted at step {self.step}; resume with --resume {self.save_state()}")
+            raise
+        finally:
+            bar.close()
+            if handle is not None:
+                handle.close()
+        finished = self.step >= config.total_steps
+        if main and not finished:
+            self.save_state()
+        return TrainingResult(self.outputs, self.step, finished, self.metrics, self.elapsed)

@@ -1,0 +1,171 @@
+"""The fine-tuning core on real photographs: channel adaptation, valid patches, the loop, its budget and outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from srrestore.errors import CheckpointError, ConfigError, UnsupportedInputError, WeightsUnavailableError
+from srrestore.models.checkpoint import load_generator, read_checkpoint_info, save_generator
+from srrestore.models.generator import create_generator
+from srrestore.training.channels import adapt_channels
+from srrestore.training.degradation import Degradation
+from srrestore.training.finetune import FinetuneOptions, finetune, load_pretrained
+from srrestore.training.patches import FinetuneImage, ValidPatches, valid_positions
+
+SCALE = (4, 4)
+FAST = {"steps": 40, "batch_size": 4, "patch_size": 32, "learning_rate": 2e-3, "perceptual_weight": 0.0,
+        "adversarial": False, "progress": False, "device": "cpu"}
+
+
+def unit(image: np.ndarray) -> np.ndarray:
+    """A uint8 photo as ``(C, H, W)`` float32 in [0, 1] (the dtype-range normalisation)."""
+    image = image[None] if image.ndim == 2 else np.moveaxis(image, -1, 0)
+    return (image / 255.0).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_rgb(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_generator(tmp_path_factory.mktemp("models") / "tiny-rgb.safetensors",
+                          create_generator("test-tiny", in_channels=3, scale=SCALE))
+
+
+@pytest.fixture(scope="module")
+def coffee() -> np.ndarray:
+    return unit(data.coffee()[100:228, 200:328])
+
+
+def test_adapted_generator_gives_the_pretrained_grey_output_on_equal_bands():
+    torch.manual_seed(0)
+    rgb = create_generator("test-tiny", in_channels=3, scale=SCALE).eval()
+    grey_image = torch.from_numpy(unit(data.camera()[200:224, 200:232]))[None]  # (1, 1, 24, 32)
+    expected = rgb(grey_image.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
+    for channels in (1, 4):
+        adapted = adapt_channels(rgb, channels).eval()
+        assert adapted.config.in_channels == adapted.config.out_channels == channels
+        output = adapted(grey_image.expand(-1, channels, -1, -1))
+        torch.testing.assert_close(output, expected.expand(-1, channels, -1, -1), atol=1e-5, rtol=1e-5)
+    grey = adapt_channels(rgb, 1).eval()
+    from_grey = adapt_channels(grey, 4).eval()  # a 1-channel model gives its own output to every band
+    torch.testing.assert_close(from_grey(grey_image.expand(-1, 4, -1, -1)), grey(grey_image).expand(-1, 4, -1, -1),
+                               atol=1e-5, rtol=1e-5)
+    distinct = torch.from_numpy(unit(data.astronaut()[:24, :32]))[None]
+    assert not torch.allclose(adapt_channels(rgb, 3)(distinct), adapt_channels(grey, 3)(distinct))
+
+
+def test_valid_positions_match_a_brute_force_count_on_a_real_mask():
+    valid = data.camera()[100:180, 60:150] > 60
+    for fraction in (1.0, 0.75):
+        found = {tuple(p) for p in valid_positions(valid, 16, (4, 2), fraction)}
+        expected = {(top, left) for top in range(0, 80 - 16 + 1, 4) for left in range(0, 90 - 16 + 1, 2)
+                    if valid[top : top + 16, left : left + 16].mean() >= fraction}
+        assert found == expected and expected
+    assert valid_positions(valid[:8], 16, (4, 4)).shape == (0, 2)
+
+
+@pytest.mark.parametrize("paired", [False, True])
+def test_patches_never_contain_nodata_even_through_the_degradation_margin(coffee, paired):
+    hr = coffee.copy()
+    valid = np.ones(hr.shape[1:], bool)
+    valid[40:90, 30:100] = False
+    hr[:, ~valid] = 1e6
+    hr[:, 60, 60] = np.nan
+    degradation = Degradation(scale=SCALE, kernel="area", blur_sigma=(0.0, 2.0), noise="gaussian",
+                              noise_sigma=0.01, clip=False)
+    if paired:
+        lr = degradation.apply(coffee, np.random.default_rng(0), None)
+        lr_valid = np.ones(lr.shape[1:], bool)
+        lr_valid[:5] = False
+        lr[:, :5] = -1e6
+        image = FinetuneImage("coffee", hr, valid, lr=lr, lr_valid=lr_valid)
+    else:
+        image = FinetuneImage("coffee", hr, valid)
+    patches = ValidPatches([image], 32, SCALE, None if paired else degradation, seed=3)
+    lr, hr_patches = patches.batch(range(300))
+    assert lr.shape == (300, 3, 8, 8) and hr_patches.shape == (300, 3, 32, 32)
+    assert torch.isfinite(lr).all() and torch.isfinite(hr_patches).all()
+    assert lr.abs().max() < 2 and hr_patches.abs().max() <= 1
+    # Positions cover the valid area only: no patch overlaps the invalid block or (paired) the invalid LR rows.
+    for top, left in patches._sources[0].positions:
+        assert valid[top : top + 32, left : left + 32].all()
+        assert not paired or top >= 20
+
+
+def test_patches_refuse_images_without_a_valid_patch_and_mismatched_pairs(coffee):
+    valid = np.zeros(coffee.shape[1:], bool)
+    valid[:20] = True
+    with pytest.raises(ConfigError, match="no 32-pixel patch with at least 100% valid pixels in coffee"):
+        ValidPatches([FinetuneImage("coffee", coffee, valid)], 32, SCALE, Degradation(scale=SCALE))
+    with pytest.raises(UnsupportedInputError, match="paired LR of shape"):
+        ValidPatches([FinetuneImage("coffee", coffee, lr=coffee[:, ::2, ::2])], 32, SCALE, None)
+    with pytest.raises(ConfigError, match="patch size 30"):
+        ValidPatches([FinetuneImage("coffee", coffee)], 30, SCALE, Degradation(scale=SCALE))
+
+
+def test_finetuning_lowers_the_pixel_loss_and_records_the_run(tmp_path, tiny_rgb, coffee):
+    options = FinetuneOptions(model=str(tiny_rgb), **FAST)
+    pretrained = load_pretrained(options, 3)
+    output = tmp_path / "tuned.safetensors"
+    report = finetune(pretrained, [FinetuneImage("coffee.png", coffee)], output, options,
+                      Degradation(scale=SCALE, kernel="area", clip=False), card={"normalization": {"method": "x"}})
+    assert report.steps == 40 and not report.stopped_by_time and report.phase == "psnr"
+    assert report.evaluation["finetuned"]["l1"] < 0.8 * report.evaluation["pretrained"]["l1"]
+    assert report.last_losses["pixel"] < report.first_losses["pixel"]
+    info = read_checkpoint_info(output)
+    assert info.training["kind"] == "finetune" and info.training["steps"] == {"done": 40, "planned": 40}
+    assert info.training["data"] == ["coffee.png"] and info.training["pretrained"]["name"] == "tiny-rgb.safetensors"
+    assert info.card["normalization"] == {"method": "x"} and info.card["channels"] == 3
+    generator, _ = load_generator(output)
+    assert generator.config.in_channels == 3
+
+
+def test_the_time_budget_stops_the_run_cleanly_and_still_saves(tmp_path, tiny_rgb, coffee):
+    options = FinetuneOptions(model=str(tiny_rgb), **{**FAST, "steps": 100_000, "max_minutes": 0.02})
+    output = tmp_path / "budget.safetensors"
+    report = finetune(load_pretrained(options, 3), [FinetuneImage("coffee", coffee)], output, options,
+                      Degradation(scale=SCALE, kernel="area"))
+    assert report.stopped_by_time and 0 < report.steps < 100_000
+    assert report.seconds < 1.2 + 10  # the 1.2 s budget plus setup and saving
+    assert read_checkpoint_info(output).training["stopped_by_time"] is True
+
+
+def test_adversarial_and_perceptual_losses_train_a_gan_phase_model(tmp_path, tiny_rgb, coffee):
+    options = FinetuneOptions(model=str(tiny_rgb), **{**FAST, "steps": 3, "adversarial": True,
+                                                      "perceptual_weight": 0.01, "discriminator_features": 8})
+    report = finetune(load_pretrained(options, 3), [FinetuneImage("coffee", coffee)], tmp_path / "gan.safetensors",
+                      options, Degradation(scale=SCALE, kernel="area"))
+    assert report.phase == "gan" and {"pixel", "content", "adversarial", "discriminator"} <= set(report.last_losses)
+    assert any("random VGG19 features" in note for note in report.notes)
+    assert "random weights" in read_checkpoint_info(tmp_path / "gan.safetensors").card["losses"]["perceptual"]
+
+
+def test_a_one_channel_start_is_adapted_to_the_data_and_noted(tmp_path, tiny_rgb):
+    pretrained = load_pretrained(FinetuneOptions(model=str(tiny_rgb)), 4)
+    assert pretrained.channels == 4 and pretrained.adapted_from == 3 and pretrained.scale == SCALE
+
+
+def test_options_and_models_are_checked_with_one_line_errors(tmp_path, tiny_rgb, monkeypatch, coffee):
+    with pytest.raises(ConfigError, match="invalid fine-tuning option max_minutes: 0"):
+        FinetuneOptions(max_minutes=0)
+    with pytest.raises(ConfigError, match="did you mean 'imagenet'"):
+        FinetuneOptions(vgg_weights="imagenett")
+    with pytest.raises(ConfigError, match="weights are all 0"):
+        FinetuneOptions(pixel_weight=0, perceptual_weight=0, adversarial=False)
+    with pytest.raises(ConfigError, match="did you mean 'steps'"):
+        FinetuneOptions.from_kwargs(stpes=3)
+    with pytest.raises(ConfigError, match="upscales by 4x4, not 2"):
+        load_pretrained(FinetuneOptions(model=str(tiny_rgb), scale=2), 3)
+    with pytest.raises(CheckpointError, match="neither a built-in model nor a file"):
+        load_pretrained(FinetuneOptions(model=str(tmp_path / "missing.safetensors")), 3)
+    options = FinetuneOptions(model=str(tiny_rgb), **FAST)
+    with pytest.raises(ConfigError, match="ending in .safetensors"):
+        finetune(load_pretrained(options, 3), [FinetuneImage("coffee", coffee)], tmp_path / "m.pth", options, None)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
+    imagenet = FinetuneOptions(model=str(tiny_rgb), **{**FAST, "perceptual_weight": 0.01, "vgg_weights": "imagenet"})
+    with pytest.raises(WeightsUnavailableError, match="allow_download"):
+        finetune(load_pretrained(imagenet, 3), [FinetuneImage("coffee", coffee)], tmp_path / "m.safetensors",
+                 imagenet, Degradation(scale=SCALE))
+    assert not (tmp_path / "m.safetensors").exists()
