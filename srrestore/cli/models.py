@@ -33,5 +33,19 @@ def models(as_json: bool) -> None:
     for model in builtins:
         config = model.info.config
         factor = "x".join(map(str, config.scale))
-        summary = model.info.card.get("summary", "")
-        click.echo(f"{model.name:28s} scale {factor:4s} channels {config.in_channels:2d} phase {model.info.phase:4s} {summary}")
+        click.echo(f"{model.name:22s} scale {factor:4s} channels {config.in_channels:2d} "
+                   f"phase {model.info.phase:4s} {_card_summary(model.info.card)}")
+
+
+def _card_summary(card: dict) -> str:
+    """Steps, training time and validation PSNR against bicubic, from a model card."""
+    parts = []
+    steps = card.get("steps", {})
+    if steps:
+        parts.append(f"steps {sum(steps.values())}")
+    if "training_seconds" in card:
+        parts.append(f"{card['training_seconds'] / 60:.0f} min on {card.get('hardware', '?')}")
+    for name, scores in card.get("validation", {}).items():
+        if "psnr" in scores and "bicubic_psnr" in scores:
+            parts.append(f"{name} {scores['psnr']:.2f} dB (bicubic {scores['bicubic_psnr']:.2f})")
+    return ", ".join(parts)
