@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from srrestore import __version__
-from srrestore.engine.io import Reader, Writer
+from srrestore.engine.io import ArrayReader, Reader, Writer
 from srrestore.engine.normalize import Normalization
+from srrestore.errors import ConfigError, MissingDependencyError
 from srrestore.models.sr_model import SRModel, load_model
 from srrestore.pipelines.options import RestoreOptions
 
@@ -39,7 +41,11 @@ def model_for(options: RestoreOptions, channels: int) -> SRModel:
 
 def run_engine(reader: Reader, writer: Writer, model: SRModel, normalization: Normalization,
                options: RestoreOptions, plane_axes: tuple[int, int] = (-2, -1)) -> Any:
-    """Stream ``reader`` through ``model`` into ``writer`` with the engine; returns its report."""
+    """Stream ``reader`` through ``model`` into ``writer`` with the engine; returns its report.
+
+    With ``options.dask`` (a scheduler address) the blocks are computed on that
+    Dask cluster and written here; the result is the same.
+    """
     from srrestore.engine import UpscaleOptions, upscale
 
     engine_options = UpscaleOptions(
@@ -51,7 +57,37 @@ def run_engine(reader: Reader, writer: Writer, model: SRModel, normalization: No
         consistency=options.consistency,
         plane_axes=plane_axes,
     )
-    return upscale(reader, writer, model.network, model.spec, normalization, engine_options)
+    if options.dask is None:
+        return upscale(reader, writer, model.network, model.spec, normalization, engine_options)
+    from srrestore.engine.distributed import upscale_dask
+
+    if model.source is None:
+        raise ConfigError("--dask needs a model saved in a checkpoint file")
+    return upscale_dask(dask_client(options.dask), _reopener(reader), writer, str(model.source), model.spec,
+                        normalization, engine_options)
+
+
+@lru_cache(maxsize=4)
+def dask_client(address: str) -> Any:
+    """A ``distributed.Client`` connected to ``address`` (one per address and process)."""
+    try:
+        from distributed import Client
+    except ImportError as error:
+        raise MissingDependencyError("--dask needs the 'distributed' package: pip install distributed") from error
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError) as error:
+        raise ConfigError(f"cannot reach the Dask scheduler at {address!r}: {error}") from error
+
+
+def _reopener(reader: Reader) -> Callable[[], Reader]:
+    """A picklable callable that opens the same input again (one reader per Dask task)."""
+    if isinstance(reader, ArrayReader):
+        return partial(ArrayReader, reader.array, reader.spec.nodata)
+    path = getattr(reader, "path", None)
+    if path is None:
+        raise ConfigError(f"--dask cannot reopen a {type(reader).__name__}; it supports images and GeoTIFFs")
+    return partial(type(reader), path)
 
 
 def provenance(model: SRModel, normalization: Normalization) -> dict[str, str]:

@@ -25,6 +25,7 @@ class RestoreOptions:
         cog: write a Cloud-Optimised GeoTIFF (satellite).
         series_uid: which DICOM series of a folder to restore (medical).
         resample_irregular: resample DICOM series with uneven spacing or gantry tilt instead of refusing.
+        dask: address of a Dask scheduler (``tcp://host:8786``) to compute on; None runs locally.
         slice_model: model for the through-plane pass of a volume when both ``scale`` and
             ``slice_scale`` are given (None: ``model``); it must upscale one axis only, e.g. ``(4, 1)``.
     """
@@ -44,6 +45,7 @@ class RestoreOptions:
     series_uid: str | None = None
     resample_irregular: bool = False
     slice_model: str | None = None
+    dask: str | None = None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "RestoreOptions":

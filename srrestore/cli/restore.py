@@ -26,6 +26,8 @@ __all__ = ["restore"]
               help="Built-in variant: faithful (psnr) or sharper (gan).")
 @click.option("--cog", is_flag=True, help="GeoTIFF: write a Cloud-Optimised GeoTIFF.")
 @click.option("--series", "series_uid", default=None, help="DICOM: SeriesInstanceUID to restore from a folder.")
+@click.option("--dask", default=None, metavar="ADDRESS",
+              help="Compute the blocks on a Dask cluster (scheduler address, e.g. tcp://host:8786).")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @engine_options
 @quiet_option
