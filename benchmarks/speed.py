@@ -1,0 +1,54 @@
+"""Bare generator throughput on this machine: output megapixels per second.
+
+Runs the network alone (no I/O, no tiling) on random input of a fixed size, so
+the figure shows what the architecture costs. Usage::
+
+    python benchmarks/speed.py --model srgan-rgb-x4-psnr --size 128 --threads 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shlex
+import sys
+import time
+
+import torch
+
+from srrestore.models.sr_model import load_model
+
+
+def measure(model_name: str, size: int, threads: int, repeats: int) -> float:
+    """Output megapixels per second of one ``(1, C, size, size)`` forward pass."""
+    torch.set_num_threads(threads)
+    model = load_model(model_name)
+    channels = model.spec.in_channels
+    sy, sx = model.spec.scale
+    batch = torch.rand(1, channels, size, size)
+    with torch.inference_mode():
+        model.network(batch)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model.network(batch)
+        seconds = (time.perf_counter() - start) / repeats
+    return size * size * sy * sx / seconds / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="srgan-rgb-x4-psnr")
+    parser.add_argument("--size", type=int, default=128, help="input side in pixels")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    print(f"| model | input | threads | output MP/s |\n|---|---|---|---|")
+    for threads in args.threads:
+        rate = measure(args.model, args.size, threads, args.repeats)
+        print(f"| {args.model} | {args.size}x{args.size} | {threads} | {rate:.2f} |")
+    print(f"\nCommand: `python {shlex.join(sys.argv)}`  \nMachine: {platform.processor() or platform.machine()}, "
+          f"torch {torch.__version__}")
+
+
+if __name__ == "__main__":
+    main()
