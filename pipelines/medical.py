@@ -5,8 +5,10 @@ A volume goes through one or two engine passes of a 2-D network:
 - in-plane (``scale``): an isotropic ``(s, s)`` model on the planes across the
   slice axis, slice by slice;
 - through-plane (``slice_scale``): a model that upscales one axis only,
-  ``(s, 1)`` or ``(1, s)``, on planes holding the slice axis and one in-plane
-  axis, its factor along the slice axis.
+  ``(s, 1)`` or ``(1, s)``, its factor along the slice axis, on both
+  orthogonal planes holding the slice axis (``(D, H)`` and ``(D, W)``); the
+  two results are averaged in normalised intensities and converted to the
+  stored dtype once (:mod:`srrestore.pipelines.medical_planes`).
 
 With both factors the through-plane pass runs first into a memory-mapped
 scratch volume (stored dtype), which the in-plane pass reads. Without either,
@@ -37,6 +39,7 @@ from srrestore.domains.medical.geometry import coarse_axis
 from srrestore.domains.medical.intensity import looks_like_ct, normalization_for
 from srrestore.domains.medical.nifti import NiftiWriter, derive_header, has_nifti_suffix, read_nifti
 from srrestore.pipelines.common import RestoreReport, run_engine
+from srrestore.pipelines.medical_planes import average_planes
 from srrestore.pipelines.options import RestoreOptions
 
 from srrestore import __version__
@@ -74,12 +77,20 @@ class SRPass:
         model: the 2-D model.
         plane_axes: the volume's spatial axes the network sees, in its axis order.
         factors: upscale factor per spatial axis of the volume.
+        second_plane: through-plane passes: the other plane holding the slice
+            axis; the pass averages the runs on both planes. None: one plane.
     """
 
     kind: str
     model: SRModel
     plane_axes: tuple[int, int]
     factors: tuple[int, int, int]
+    second_plane: tuple[int, int] | None = None
+
+    @property
+    def planes(self) -> list[tuple[int, int]]:
+        """Every plane the pass runs on."""
+        return [self.plane_axes] if self.second_plane is None else [self.plane_axes, self.second_plane]
 
 
 def _load(name: str, factor: int | None, options: RestoreOptions) -> SRModel:
@@ -105,11 +116,11 @@ def _through_plane(options: RestoreOptions, factor: int | None, axis: int, spaci
             f" {model.name} upscales by {rows}x{columns} (an in-plane model: use it with --scale, or train a"
             " through-plane model with `srrestore finetune`)"
         )
-    other = min(a for a in range(3) if a != axis)
-    plane_axes = (axis, other) if rows > 1 else (other, axis)
+    other, third = (a for a in range(3) if a != axis)
+    plane_axes, second_plane = ((axis, other), (axis, third)) if rows > 1 else ((other, axis), (third, axis))
     factors = [1, 1, 1]
     factors[axis] = max(rows, columns)
-    return SRPass("through-plane", model, plane_axes, tuple(factors))  # type: ignore[arg-type]
+    return SRPass("through-plane", model, plane_axes, tuple(factors), second_plane)  # type: ignore[arg-type]
 
 
 def _in_plane(options: RestoreOptions, axis: int) -> SRPass:
@@ -203,7 +214,11 @@ def _run_passes(
     options: RestoreOptions,
     scratch: Path,
 ) -> list[Any]:
-    """Run the passes from ``reader`` into ``writer`` (not closed); returns the engine reports."""
+    """Run the passes from ``reader`` into ``writer`` (not closed).
+
+    Returns:
+        One engine report per pass; a two-plane pass gives a tuple of its two runs' reports.
+    """
     reports = []
     source: Reader = reader
     with tempfile.TemporaryDirectory(prefix=".srrestore-", dir=scratch) as folder:
@@ -213,7 +228,12 @@ def _run_passes(
             if not last:
                 shape = tuple(n * f for n, f in zip(source.spec.shape, step.factors))
                 target = _ScratchVolume(Path(folder), source.spec.channels, shape, np.dtype(source.spec.dtype))
-            reports.append(run_engine(source, target, step.model, normalization, options, step.plane_axes))
+            if step.second_plane is None:
+                reports.append(run_engine(source, target, step.model, normalization, options, step.plane_axes))
+            else:
+                reports.append(tuple(average_planes(
+                    source, target, step.model, step.planes, step.factors, normalization, options, Path(folder)
+                )))
             if not last:
                 target.close()
                 source = ArrayReader(target.array, reader.spec.nodata)  # type: ignore[attr-defined]
@@ -221,10 +241,11 @@ def _run_passes(
 
 
 def _describe(passes: list[SRPass], normalization: Normalization) -> str:
-    """Provenance text: version, passes (model, phase, checksum), normalisation."""
+    """Provenance text: version, passes (model, phase, checksum, planes), normalisation."""
     steps = "; ".join(
         f"{p.kind} x{max(p.factors)} by model {p.model.name} ({p.model.info.phase.upper()} phase, sha256"
         f" {p.model.sha256[:16] or 'none'})"
+        + (f" averaged over planes {' and '.join(map(str, p.planes))}" if p.second_plane else "")
         for p in passes
     )
     return f"srrestore {__version__} super-resolution: {steps}; intensity {json.dumps(normalization.to_dict())}"
@@ -328,6 +349,7 @@ def restore_nifti(input_path: Path, output_path: Path, options: RestoreOptions) 
                 "phase": p.model.info.phase,
                 "sha256": p.model.sha256,
                 "plane_axes": list(p.plane_axes),
+                "planes_averaged": [list(plane) for plane in p.planes],
             }
             for p in passes
         ],
