@@ -1,0 +1,275 @@
+"""Training patches from the user's own data: only where the data are valid.
+
+Fine-tuning learns from the images a user wants restored, which often hold
+nodata (outside a satellite swath, padding around a scan). Each image comes as
+normalised values (the units restore will feed the network) and a validity
+mask. A patch is drawn only where at least ``min_valid_fraction`` of its HR
+pixels are valid (1.0 by default: the whole patch); patch corners lie on the
+scale grid so that LR and HR pixels align.
+
+Invalid pixels (and NaN) are first replaced by their nearest valid pixel, as
+restore fills them before the network (invariant G6): they never reach a
+patch as nodata values, neither inside a patch (with ``min_valid_fraction <
+1``) nor through the margin a degradation reads around it.
+
+Two kinds of pairs:
+
+- synthetic: the image plays the HR role and its LR input is made by a
+  :class:`~srrestore.training.degradation.Degradation` from the HR window plus
+  the degradation's margin (mirrored at the image's edges), so the LR patch
+  equals the crop of the whole image's degradation there;
+- paired: a co-registered LR image (e.g. a real coarser acquisition) is given
+  with the HR one, ``HR shape = LR shape * scale``; both masks must be valid.
+
+Item ``index`` is a pure function of ``(seed, index)``: a position drawn
+uniformly over every valid position of every image (larger images give more
+patches), the degradation's random parameters, then flips and, for an
+isotropic scale, a transpose.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from srrestore.engine.nodata import fill_nodata, nearest_valid, upsample_mask
+from srrestore.engine.region import Region
+from srrestore.errors import ConfigError, UnsupportedInputError
+from srrestore.training.degradation import Degradation
+
+__all__ = ["FinetuneImage", "ValidPatches", "valid_positions"]
+
+
+@dataclass(frozen=True)
+class FinetuneImage:
+    """One image to fine-tune on, in the network's units.
+
+    Attributes:
+        name: where it came from (file path), recorded in the model's summary.
+        hr: ``(C, H, W)`` float32 normalised values, exactly as restore
+            normalises this data; invalid pixels may hold anything (nodata, NaN).
+        valid: ``(H, W)`` bool, True where ``hr`` is valid; None: all finite pixels.
+        lr: paired mode: the co-registered ``(C, H / sy, W / sx)`` input in the
+            same units; None: synthetic mode (made by the degradation).
+        lr_valid: ``(H / sy, W / sx)`` bool validity of ``lr``; None: its finite pixels.
+        levels: synthetic mode: the integer grid of the normalised values
+            (255 for 8-bit data mapped from ``[0, 255]``), used by the
+            degradation's ``quantize``; None for anything else.
+    """
+
+    name: str
+    hr: np.ndarray
+    valid: np.ndarray | None = None
+    lr: np.ndarray | None = None
+    lr_valid: np.ndarray | None = None
+    levels: int | None = None
+
+    @property
+    def channels(self) -> int:
+        return int(self.hr.shape[0])
+
+
+def valid_positions(
+    valid: np.ndarray, patch_size: int, scale: tuple[int, int], min_valid_fraction: float = 1.0
+) -> np.ndarray:
+    """Top-left corners of the patches with enough valid pixels.
+
+    Args:
+        valid: ``(H, W)`` bool mask.
+        patch_size: HR patch side in pixels.
+        scale: ``(sy, sx)``; corners are multiples of it.
+        min_valid_fraction: least share of valid pixels in a patch, in ``(0, 1]``.
+
+    Returns:
+        ``(N, 2)`` int64 ``(row, column)`` corners, row-major (empty when none fits).
+    """
+    height, width = valid.shape
+    if height < patch_size or width < patch_size:
+        return np.zeros((0, 2), dtype=np.int64)
+    table = np.zeros((height + 1, width + 1), dtype=np.int64)
+    table[1:, 1:] = valid.astype(np.int64).cumsum(axis=0).cumsum(axis=1)
+    tops = np.arange(0, height - patch_size + 1, scale[0])
+    lefts = np.arange(0, width - patch_size + 1, scale[1])
+    bottoms, rights = tops + patch_size, lefts + patch_size
+    counts = (table[np.ix_(bottoms, rights)] - table[np.ix_(tops, rights)]
+              - table[np.ix_(bottoms, lefts)] + table[np.ix_(tops, lefts)])
+    needed = max(1, math.ceil(min_valid_fraction * patch_size * patch_size - 1e-9))
+    rows, columns = np.nonzero(counts >= needed)
+    return np.stack([tops[rows], lefts[columns]], axis=1).astype(np.int64)
+
+
+def _filled(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` float32 with every invalid pixel replaced by its nearest valid one."""
+    values = np.asarray(values, dtype=np.float32)
+    if valid.all():
+        return values
+    indices, _, _ = nearest_valid(valid, Region.from_shape(valid.shape), (True, True), (True, True))
+    return np.ascontiguousarray(fill_nodata(values, indices))
+
+
+def _mask(values: np.ndarray, valid: np.ndarray | None, name: str) -> np.ndarray:
+    """The given mask (checked) and'ed with "every band finite"."""
+    finite = np.isfinite(values).all(axis=0)
+    if valid is None:
+        return finite
+    valid = np.asarray(valid)
+    if valid.shape != finite.shape or valid.dtype != bool:
+        raise UnsupportedInputError(f"{name}: validity mask of shape {valid.shape} and dtype {valid.dtype} "
+                                    f"does not fit an image of {finite.shape}; expected bool")
+    return valid & finite
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One image ready for sampling: filled HR (padded by the margin) or filled pair, and its positions."""
+
+    hr: np.ndarray
+    lr: np.ndarray | None
+    levels: int | None
+    positions: np.ndarray
+
+
+class ValidPatches(Dataset):
+    """``(lr, hr)`` patch pairs drawn where the images are valid (see the module docstring).
+
+    Args:
+        images: the images, all with the same channel count.
+        patch_size: HR patch side in pixels, a multiple of both scale factors.
+        scale: ``(sy, sx)`` upscale factors.
+        degradation: makes synthetic LR inputs (its scale must be ``scale``);
+            may be None when every image is paired.
+        seed: the data seed.
+        augment: random flips (and transposes for an isotropic scale).
+        min_valid_fraction: least share of valid HR pixels in a patch, in ``(0, 1]``.
+
+    Items are float32 tensors ``lr`` ``(C, patch / sy, patch / sx)`` and ``hr``
+    ``(C, patch, patch)``, not clipped (normalised data may leave ``[0, 1]``).
+
+    Attributes:
+        names: the images that gave patches; ``skipped``: those that gave none.
+        num_positions: valid patch positions over all images (``len()``).
+
+    Raises:
+        ConfigError: bad patch size or fraction, a missing degradation, or no valid patch at all.
+        UnsupportedInputError: images of other shapes, channel counts or masks.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[FinetuneImage],
+        patch_size: int,
+        scale: tuple[int, int],
+        degradation: Degradation | None,
+        seed: int = 0,
+        augment: bool = True,
+        min_valid_fraction: float = 1.0,
+    ) -> None:
+        if not images:
+            raise ConfigError("no image to fine-tune on")
+        if patch_size < 1 or any(patch_size % factor for factor in scale):
+            raise ConfigError(f"patch size {patch_size} must be a positive multiple of the scale {scale}")
+        if not 0 < min_valid_fraction <= 1:
+            raise ConfigError(f"min_valid_fraction must be in (0, 1], got {min_valid_fraction}")
+        if degradation is not None and degradation.scale != tuple(scale):
+            raise ConfigError(f"degradation scale {degradation.scale} differs from the model's scale {tuple(scale)}")
+        channels = {image.channels for image in images}
+        if len(channels) != 1 or any(image.hr.ndim != 3 for image in images):
+            raise UnsupportedInputError(f"images must all be (C, H, W) with one channel count, got "
+                                        f"{sorted(str(image.hr.shape) for image in images)}")
+        self.scale = (int(scale[0]), int(scale[1]))
+        self.patch_size = patch_size
+        self.degradation = degradation
+        self.seed = seed
+        self.augment = augment
+        self.channels = channels.pop()
+        margin = degradation.margin if degradation is not None else (0, 0)
+        self.margin_hr = (margin[0] * self.scale[0], margin[1] * self.scale[1])
+        self.names: list[str] = []
+        self.skipped: list[str] = []
+        self._sources: list[_Source] = []
+        for image in images:
+            source = self._prepare(image, min_valid_fraction)
+            if len(source.positions):
+                self.names.append(image.name)
+                self._sources.append(source)
+            else:
+                self.skipped.append(image.name)
+        if not self._sources:
+            names = ", ".join(self.skipped)
+            raise ConfigError(
+                f"no {patch_size}-pixel patch with at least {min_valid_fraction:.0%} valid pixels in {names}; "
+                f"lower the patch size or the minimum valid fraction"
+            )
+        self._ends = np.cumsum([len(source.positions) for source in self._sources])
+        self.num_positions = int(self._ends[-1])
+
+    def _prepare(self, image: FinetuneImage, min_valid_fraction: float) -> _Source:
+        valid = _mask(image.hr, image.valid, image.name)
+        lr_valid = None
+        if image.lr is not None:
+            expected = (self.channels, image.hr.shape[1] // self.scale[0], image.hr.shape[2] // self.scale[1])
+            if image.lr.shape != expected or any(size % f for size, f in zip(image.hr.shape[1:], self.scale)):
+                raise UnsupportedInputError(
+                    f"{image.name}: paired LR of shape {image.lr.shape} does not fit HR {image.hr.shape} "
+                    f"at scale {self.scale} (expected {expected})"
+                )
+            lr_valid = _mask(image.lr, image.lr_valid, image.name)
+            valid = valid & upsample_mask(lr_valid, self.scale)
+        elif self.degradation is None:
+            raise ConfigError(f"{image.name}: no paired LR image and no degradation to make one")
+        positions = valid_positions(valid, self.patch_size, self.scale, min_valid_fraction)
+        if not len(positions):
+            return _Source(np.zeros((0, 0, 0), np.float32), None, None, positions)
+        hr = _filled(image.hr, valid)
+        if lr_valid is not None:
+            return _Source(hr, _filled(image.lr, lr_valid), None, positions)  # type: ignore[arg-type]
+        (my, mx) = self.margin_hr
+        height, width = hr.shape[1] - hr.shape[1] % self.scale[0], hr.shape[2] - hr.shape[2] % self.scale[1]
+        padded = np.pad(hr[:, :height, :width], ((0, 0), (my, my), (mx, mx)), mode="symmetric")
+        return _Source(np.ascontiguousarray(padded), None, image.levels, positions)
+
+    def __len__(self) -> int:
+        return self.num_positions
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if index < 0:
+            raise IndexError(f"patch index must be >= 0, got {index}")
+        rng = np.random.default_rng([self.seed, int(index)])
+        draw = int(rng.integers(self.num_positions))
+        which = int(np.searchsorted(self._ends, draw, side="right"))
+        source = self._sources[which]
+        top, left = source.positions[draw - (self._ends[which - 1] if which else 0)]
+        (sy, sx), patch = self.scale, self.patch_size
+        if source.lr is not None:
+            hr = source.hr[:, top : top + patch, left : left + patch]
+            lr = source.lr[:, top // sy : (top + patch) // sy, left // sx : (left + patch) // sx]
+        else:
+            (my, mx) = self.margin_hr
+            window = source.hr[:, top : top + patch + 2 * my, left : left + patch + 2 * mx]
+            lr = self.degradation.apply(window, rng, source.levels)  # type: ignore[union-attr]
+            lr = lr[:, my // sy : my // sy + patch // sy, mx // sx : mx // sx + patch // sx]
+            hr = window[:, my : my + patch, mx : mx + patch]
+        if self.augment:
+            lr, hr = self._augment(lr, hr, rng)
+        return (torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)),
+                torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32)))
+
+    def _augment(self, lr: np.ndarray, hr: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        flip_rows, flip_columns, transpose = rng.random(3) < 0.5
+        if flip_rows:
+            lr, hr = lr[:, ::-1], hr[:, ::-1]
+        if flip_columns:
+            lr, hr = lr[:, :, ::-1], hr[:, :, ::-1]
+        if transpose and self.scale[0] == self.scale[1]:
+            lr, hr = lr.transpose(0, 2, 1), hr.transpose(0, 2, 1)
+        return lr, hr
+
+    def batch(self, keys: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items ``keys`` stacked: ``(B, C, patch / sy, patch / sx)`` and ``(B, C, patch, patch)``."""
+        pairs = [self[key] for key in keys]
+        return torch.stack([lr for lr, _ in pairs]), torch.stack([hr for _, hr in pairs])

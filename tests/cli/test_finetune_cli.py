@@ -1,0 +1,127 @@
+"""`srrestore finetune`: a model `srrestore restore` accepts, format dispatch, one-line errors."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import imageio.v3 as iio
+import pytest
+import rasterio
+import torch
+from click.testing import CliRunner
+from skimage import data
+
+from srrestore.cli.finetune import finetune as finetune_command
+from srrestore.cli.main import cli
+from srrestore.models.checkpoint import read_checkpoint_info, save_generator
+from srrestore.models.generator import create_generator
+from srrestore.training.finetune import FinetuneOptions, FinetuneReport
+
+FAST = ["--steps", "3", "--batch-size", "2", "--patch-size", "16", "--no-adversarial", "--perceptual-weight", "0",
+        "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    return save_generator(tmp_path_factory.mktemp("models") / "tiny.safetensors",
+                          create_generator("test-tiny", in_channels=3, scale=4))
+
+
+@pytest.fixture
+def scene(fixtures_dir) -> Path:
+    return fixtures_dir / "satellite" / "landsat_rgb_nodata0.tif"
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_finetune_writes_a_model_that_restore_accepts(tmp_path, scene, tiny):
+    model = tmp_path / "scene.safetensors"
+    result = run("finetune", scene, "--out", model, "--model", tiny, *FAST)
+    assert result.exit_code == 0, result.output
+    assert read_checkpoint_info(model).training["steps"] == {"done": 3, "planned": 3}
+    restored = tmp_path / "scene_x4.tif"
+    result = run("restore", scene, restored, "--model", model, "--quiet")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(scene) as source, rasterio.open(restored) as output:
+        assert (output.width, output.height) == (4 * source.width, 4 * source.height)
+        assert output.bounds == source.bounds
+
+
+def test_finetune_reports_what_it_did(tmp_path, scene, tiny):
+    result = run("finetune", scene, "--out", tmp_path / "m.safetensors", "--model", tiny, *FAST[:-1])
+    assert result.exit_code == 0, result.output
+    assert "3/3 steps" in result.output and "PSNR on training patches" in result.output
+
+
+def test_medical_inputs_go_to_the_medical_pipeline(tmp_path, tiny, monkeypatch):
+    import nibabel as nib
+    import numpy as np
+
+    volume = tmp_path / "scan.nii.gz"
+    slices = np.stack([data.camera()[:64, :64]] * 3, axis=-1).astype(np.int16)
+    nib.save(nib.Nifti1Image(slices, np.eye(4)), volume)
+    calls = []
+
+    def finetune_medical(inputs: list[Path], output: Path, options: FinetuneOptions) -> FinetuneReport:
+        calls.append((inputs, output, options))
+        return FinetuneReport(output, "tiny", 1, (4, 4), "psnr", 3, 3, 1.0, False)
+
+    module = types.ModuleType("srrestore.pipelines.finetune_medical")
+    module.finetune_medical = finetune_medical  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "srrestore.pipelines.finetune_medical", module)
+    result = run("finetune", volume, "--out", tmp_path / "m.safetensors", "--model", tiny, "--steps", "7", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert calls[0][0] == [volume] and calls[0][2].steps == 7 and calls[0][2].model == str(tiny)
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["missing.tif"], "input not found: missing.tif"),
+    (["{png}"], "fine-tuning takes GeoTIFF scenes or NIfTI/DICOM scans of one kind"),
+    (["{scene}", "--blur-sigma", "wide"], "a sigma must be a number or MIN,MAX, got 'wide'"),
+    (["{scene}", "--vgg-weights", "imagenett"], "did you mean 'imagenet'"),
+    (["{scene}", "--vgg-layer", "relu9_9"], "unknown VGG19 layer 'relu9_9'"),
+    (["{scene}", "--scale", "2"], "upscales by 4x4, not 2"),
+    (["{scene}", "--patch-size", "18"], "patch size 18 must be a positive multiple of the scale"),
+    (["{scene}", "--reference", "{scene}", "--reference", "{scene}"], "one --reference per scene"),
+])
+def test_bad_input_is_one_line_and_exit_code_1(tmp_path, scene, tiny, arguments, message):
+    png = tmp_path / "photo.png"
+    iio.imwrite(png, data.astronaut()[:64, :64])
+    output = tmp_path / "m.safetensors"
+    filled = [argument.format(scene=scene, png=png) for argument in arguments]
+    result = run("finetune", "--out", output, "--model", tiny, *FAST, *filled)
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("srrestore: error: ") and message in lines[0]
+    assert not output.exists()
+
+
+def test_an_existing_output_needs_overwrite(tmp_path, scene, tiny):
+    output = tmp_path / "m.safetensors"
+    output.write_bytes(b"keep")
+    result = run("finetune", scene, "--out", output, "--model", tiny, *FAST)
+    assert result.exit_code == 1 and "exists; pass --overwrite" in result.output
+    assert output.read_bytes() == b"keep"
+    assert run("finetune", scene, "--out", output, "--model", tiny, *FAST, "--overwrite").exit_code == 0
+
+
+def test_command_defaults_are_the_options_defaults():
+    defaults = FinetuneOptions()
+    for parameter in finetune_command.params:
+        if parameter.name in ("learning_rate", "steps", "max_minutes", "batch_size", "patch_size", "pixel_loss",
+                              "pixel_weight", "perceptual_weight", "adversarial", "adversarial_weight",
+                              "vgg_weights", "vgg_layer", "min_valid_fraction", "seed", "model", "phase", "device"):
+            assert parameter.default == getattr(defaults, parameter.name), parameter.name
