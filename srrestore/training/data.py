@@ -177,6 +177,20 @@ def _modcrop(pixels: np.ndarray, scale: tuple[int, int]) -> np.ndarray:
     return pixels[:, : height - height % scale[0], : width - width % scale[1]]
 
 
+def augment_pair(
+    lr: np.ndarray, hr: np.ndarray, rng: np.random.Generator, scale: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same random flips (and transpose, for equal factors) of an LR/HR pair of ``(C, h, w)`` arrays."""
+    flip_rows, flip_columns, transpose = rng.random(3) < 0.5
+    if flip_rows:
+        lr, hr = lr[:, ::-1], hr[:, ::-1]
+    if flip_columns:
+        lr, hr = lr[:, :, ::-1], hr[:, :, ::-1]
+    if transpose and scale[0] == scale[1]:
+        lr, hr = lr.transpose(0, 2, 1), hr.transpose(0, 2, 1)
+    return lr, hr
+
+
 class PatchDataset(Dataset):
     """Random ``(lr, hr)`` patch pairs from images held in memory.
 
@@ -252,20 +266,9 @@ class PatchDataset(Dataset):
         lr = lr[:, my // sy : my // sy + patch // sy, mx // sx : mx // sx + patch // sx]
         hr = window[:, my : my + patch, mx : mx + patch].astype(np.float32)
         if self.augment:
-            lr, hr = self._augment(lr, hr, rng)
+            lr, hr = augment_pair(lr, hr, rng, self.scale)
         return torch.from_numpy(np.ascontiguousarray(lr)), torch.from_numpy(np.ascontiguousarray(hr))
 
-    def _augment(
-        self, lr: np.ndarray, hr: np.ndarray, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
-        flip_rows, flip_columns, transpose = rng.random(3) < 0.5
-        if flip_rows:
-            lr, hr = lr[:, ::-1], hr[:, ::-1]
-        if flip_columns:
-            lr, hr = lr[:, :, ::-1], hr[:, :, ::-1]
-        if transpose and self.scale[0] == self.scale[1]:
-            lr, hr = lr.transpose(0, 2, 1), hr.transpose(0, 2, 1)
-        return lr, hr
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from torch.utils.data import Dataset
 from srrestore.engine.nodata import fill_nodata, nearest_valid, upsample_mask
 from srrestore.engine.region import Region
 from srrestore.errors import ConfigError, UnsupportedInputError
+from srrestore.training.data import augment_pair
 from srrestore.training.degradation import Degradation
 
 __all__ = ["FinetuneImage", "ValidPatches", "valid_positions"]
@@ -255,19 +256,9 @@ class ValidPatches(Dataset):
             lr = lr[:, my // sy : my // sy + patch // sy, mx // sx : mx // sx + patch // sx]
             hr = window[:, my : my + patch, mx : mx + patch]
         if self.augment:
-            lr, hr = self._augment(lr, hr, rng)
+            lr, hr = augment_pair(lr, hr, rng, self.scale)
         return (torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)),
                 torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32)))
-
-    def _augment(self, lr: np.ndarray, hr: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        flip_rows, flip_columns, transpose = rng.random(3) < 0.5
-        if flip_rows:
-            lr, hr = lr[:, ::-1], hr[:, ::-1]
-        if flip_columns:
-            lr, hr = lr[:, :, ::-1], hr[:, :, ::-1]
-        if transpose and self.scale[0] == self.scale[1]:
-            lr, hr = lr.transpose(0, 2, 1), hr.transpose(0, 2, 1)
-        return lr, hr
 
     def batch(self, keys: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Items ``keys`` stacked: ``(B, C, patch / sy, patch / sx)`` and ``(B, C, patch, patch)``."""
