@@ -1,0 +1,157 @@
+"""Self-supervised through-plane fine-tuning on the scan itself (SMORE, ECLARE): ``srrestore finetune SCAN``.
+
+A thick-slice CT or MR scan has no high-resolution ground truth along its slice
+axis, but its in-plane slices are sharp. So (Zhao et al. 2021, Remedios et al.
+2025):
+
+1. the in-plane slices, normalised as restore normalises the scan, are the
+   high-resolution images (:mod:`srrestore.pipelines.medical_pairs`);
+2. the header's slice profile (thickness and spacing over the in-plane
+   spacing, :mod:`srrestore.domains.medical.slice_profile`) degrades one of
+   their axes, giving the thick-slice view: the training pairs of an
+   anisotropic ``(s, 1)`` model;
+3. the pretrained generator, turned into an ``(s, 1)`` one
+   (:mod:`srrestore.pipelines.medical_init`), is fine-tuned on these pairs by
+   the shared core (:func:`srrestore.training.finetune.finetune`): pixel and
+   perceptual losses, and the adversarial loss only when
+   ``options.adversarial`` is set (the checkpoint's phase and card record
+   ``"psnr"`` or ``"gan"``).
+
+The saved model restores the scan through-plane with ``srrestore restore SCAN
+OUT --model M.safetensors``: on both orthogonal planes holding the slice axis,
+averaged (:mod:`srrestore.pipelines.medical_planes`), and its outputs record
+the model's phase.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from srrestore.domains.medical.slice_profile import PROFILE_KINDS, SUPPORTED_SLICE_FACTORS, SliceProfile
+from srrestore.pipelines.medical_init import through_plane_start
+from srrestore.pipelines.medical_pairs import TrainingScan, in_plane_images, read_scan
+
+from srrestore.errors import ConfigError, check_choice
+from srrestore.models.discriminator import DiscriminatorConfig
+from srrestore.training.finetune import FinetuneOptions, FinetuneReport, finetune
+from srrestore.training.patches import FinetuneImage
+
+__all__ = ["finetune_medical", "PROFILE_TOLERANCE"]
+
+PROFILE_TOLERANCE = 0.01  # relative difference of profile widths still taken as one profile
+
+
+def _check_options(options: FinetuneOptions) -> None:
+    """Refuse the options that do not apply to slice-profile fine-tuning."""
+    given = {"blur_sigma": options.blur_sigma, "noise_sigma": options.noise_sigma, "reference": options.reference}
+    for name, value in given.items():
+        if value:
+            raise ConfigError(
+                f"option {name}={value!r} does not apply to medical fine-tuning: the training pairs come from the"
+                " scan's own in-plane slices degraded by the slice profile of its header"
+            )
+
+
+def _common_factor(scans: list[TrainingScan], scale: int | None) -> int:
+    """The through-plane factor: ``scale`` when given, else the one every scan's header gives."""
+    if scale is not None:
+        if scale not in SUPPORTED_SLICE_FACTORS:
+            raise ConfigError(
+                f"through-plane factor {scale} is not supported; use one of {', '.join(map(str, SUPPORTED_SLICE_FACTORS))}"
+            )
+        return scale
+    factors = {scan.factor for scan in scans}
+    if len(factors) > 1:
+        found = ", ".join(f"{scan.path.name}: x{scan.factor}" for scan in scans)
+        raise ConfigError(f"the inputs need different through-plane factors ({found}); fine-tune them separately")
+    return factors.pop()
+
+
+def _common_profile(scans: list[TrainingScan], kind: str, factor: int) -> SliceProfile:
+    """The one slice profile of all scans (widths within 1 %)."""
+    profiles = [scan.profile(kind, factor) for scan in scans]
+    widths = [profile.width for profile in profiles]
+    if max(widths) > min(widths) * (1 + PROFILE_TOLERANCE):
+        found = ", ".join(f"{scan.path.name}: {p.width:.3g} px" for scan, p in zip(scans, profiles))
+        raise ConfigError(f"the inputs have different slice profiles ({found}); fine-tune them separately")
+    return profiles[0]
+
+
+def _fitted_patch_size(options: FinetuneOptions, images: list[FinetuneImage], factor: int) -> int:
+    """The patch size, lowered to the largest multiple of ``factor`` the smallest training image holds."""
+    smallest = min(min(image.hr.shape[1:]) for image in images)
+    fitted = min(options.patch_size, smallest - smallest % factor)
+    lowest = math.lcm(factor, 2 ** DiscriminatorConfig().num_layers) if options.adversarial else factor
+    if fitted < max(lowest, 2 * factor):
+        raise ConfigError(
+            f"in-plane slices of {smallest} pixels are too small to fine-tune a x{factor} through-plane model"
+        )
+    return fitted
+
+
+def finetune_medical(
+    inputs: list[Path], output: Path, options: FinetuneOptions, slice_profile: str = "gaussian"
+) -> FinetuneReport:
+    """Fine-tune a through-plane ``(s, 1)`` model on NIfTI volumes or DICOM series (see the module docstring).
+
+    Args:
+        inputs: NIfTI files (``.nii``, ``.nii.gz``) and/or DICOM series (a
+            folder holding one series, or a file); all must need the same
+            through-plane factor and slice profile.
+        output: the model file (``.safetensors``).
+        options: the fine-tuning options. ``scale`` is the through-plane factor
+            (None: ``round(slice spacing / in-plane spacing)`` from the header);
+            ``model`` and ``phase`` pick the pretrained start (see
+            :func:`~srrestore.pipelines.medical_init.through_plane_start`);
+            ``patch_size`` is lowered to fit small slices.
+        slice_profile: ``"gaussian"`` (full width at half maximum = slice
+            thickness, as SMORE) or ``"box"`` (an ideal slab of the slice thickness).
+
+    Returns:
+        The core's report, with notes on the slice profile, the start and the
+        restore command.
+
+    Raises:
+        ConfigError: no input, options that do not apply, inputs needing
+            different factors or profiles, slices too small for a patch.
+        InputReadError, UnsupportedInputError: see :func:`~srrestore.pipelines.medical_pairs.read_scan`.
+        CheckpointError: a named pretrained model is missing or unreadable.
+        OutputExistsError, OutputWriteError: the output exists or cannot be written.
+    """
+    started = time.monotonic()
+    kind = check_choice("slice profile", slice_profile, PROFILE_KINDS)
+    if not inputs:
+        raise ConfigError("no input scan to fine-tune on")
+    _check_options(options)
+    scans = [read_scan(Path(path)) for path in inputs]
+    factor = _common_factor(scans, options.scale)
+    profile = _common_profile(scans, kind, factor)
+    images = [image for scan in scans for image in in_plane_images(scan, factor)]
+    patch_size = _fitted_patch_size(options, images, factor)
+    start, initialisation = through_plane_start(options, factor)
+    card = {
+        "domain": "medical",
+        "task": f"through-plane x{factor}: apply along the slice axis on both orthogonal planes, averaged",
+        "degradation_model": {"slice_profile": profile.to_dict(), "from": "header slice thickness and spacing"},
+        "training_pairs": "in-plane slices (both orientations) degraded along one axis by the slice profile",
+        "normalization": {str(scan.path): scan.normalization.to_dict() for scan in scans},
+        "initialisation": initialisation,
+        "intended_use": "restoring the scan(s) it was fine-tuned on: srrestore restore SCAN OUT --model THIS_FILE",
+    }
+    run_options = replace(options, scale=factor, patch_size=patch_size)
+    report = finetune(start, images, output, run_options, profile, card, started)
+    report.sources = list(dict.fromkeys(report.sources))
+    report.notes[:0] = [
+        f"through-plane x{factor} along axis {', '.join(str(scan.axis) for scan in scans)}: {kind} slice profile of"
+        f" {profile.width:.3g} pixels of {scans[0].resampled_spacing(scans[0].in_plane_spacing, factor):.3g} mm;"
+        f" {len(images)} in-plane slice images",
+        f"start: {initialisation}",
+        *([f"patch size lowered from {options.patch_size} to {patch_size} to fit the slices"]
+          if patch_size != options.patch_size else []),
+        f"{'adversarial (GAN)' if report.phase == 'gan' else 'PSNR-oriented (no adversarial loss)'} model;"
+        f" restore with: srrestore restore SCAN OUT --model {output}",
+    ]
+    return report
