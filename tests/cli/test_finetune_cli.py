@@ -23,14 +23,6 @@ FAST = ["--steps", "3", "--batch-size", "2", "--patch-size", "16", "--no-adversa
         "--device", "cpu", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     torch.manual_seed(0)

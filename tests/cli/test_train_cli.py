@@ -6,20 +6,11 @@ import json
 
 import imageio.v3 as iio
 import pytest
-import torch
 from click.testing import CliRunner
 from skimage import data
 
 from srrestore.cli.main import cli
 from srrestore.models.checkpoint import load_generator
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

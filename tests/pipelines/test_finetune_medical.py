@@ -24,20 +24,11 @@ from srrestore.pipelines.medical_planes import average_planes
 from srrestore.pipelines.options import RestoreOptions
 
 from srrestore.engine import ArrayReader, ArrayWriter, Normalization, UpscaleOptions, upscale_array
-from srrestore.errors import ConfigError, InputReadError, UnsupportedInputError
+from srrestore.errors import ConfigError, InputReadError, OutputExistsError, UnsupportedInputError
 from srrestore.models.checkpoint import read_checkpoint_info, save_generator
 from srrestore.models.generator import create_generator
 from srrestore.models.sr_model import SRModel, load_model
 from srrestore.training.finetune import FinetuneOptions
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a CPU shared with other jobs, two threads wait on each other at every operation."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +238,10 @@ def test_bad_inputs_and_options_are_refused_and_nothing_is_written(fixtures_dir,
     with pytest.raises(ConfigError, match="through-plane factor 5 is not supported"):
         finetune_medical([thick_t1], output, replace(options, scale=5))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "other"]
+    output.write_bytes(b"an earlier model")
+    with pytest.raises(OutputExistsError):
+        finetune_medical([thick_t1], output, options)
+    assert output.read_bytes() == b"an earlier model"
 
 
 def test_a_dicom_series_fine_tunes(fixtures_dir, start_model, tmp_path):

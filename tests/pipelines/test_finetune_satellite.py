@@ -28,14 +28,6 @@ FAST = {"steps": 30, "batch_size": 4, "patch_size": 16, "learning_rate": 2e-3, "
         "adversarial": False, "progress": False, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[int, Path]:
     """Untrained test-tiny x4 generators (1 and 3 channels) as "pretrained" checkpoints."""

@@ -6,20 +6,10 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
-import torch
 from skimage import data
 
 from srrestore.training.config import TrainingConfig
 from srrestore.training.data import TrainingImage, prepare_image
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread; two threads on shared, busy cores slow down tenfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _photo(name: str, crop: tuple[slice, slice]) -> np.ndarray:
