@@ -57,16 +57,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from srrestore.domains.medical.dicom_series import open_series
 from srrestore.domains.medical.nifti import read_nifti
-from srrestore.engine.normalize import to_dtype
-from srrestore.errors import SRRestoreError
-from srrestore.models.checkpoint import save_generator
 from srrestore.pipelines.finetune_medical import finetune_medical
 from srrestore.pipelines.medical import restore_nifti
 from srrestore.pipelines.medical_init import through_plane_start
 from srrestore.pipelines.options import RestoreOptions
+
+from srrestore.engine.normalize import to_dtype
+from srrestore.errors import SRRestoreError
+from srrestore.models.checkpoint import save_generator
 from srrestore.training.finetune import FinetuneOptions
 
 REPOSITORY = Path(__file__).resolve().parents[1]

@@ -30,16 +30,21 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from srrestore.domains.medical.slice_profile import PROFILE_KINDS, SUPPORTED_SLICE_FACTORS, SliceProfile
+from srrestore.domains.medical.slice_profile import (
+    PROFILE_KINDS,
+    SUPPORTED_SLICE_FACTORS,
+    SliceProfile,
+)
 from srrestore.pipelines.medical_init import through_plane_start
 from srrestore.pipelines.medical_pairs import TrainingScan, in_plane_images, read_scan
 
+from srrestore.engine.atomic import check_output_path
 from srrestore.errors import ConfigError, check_choice
 from srrestore.models.discriminator import DiscriminatorConfig
 from srrestore.training.finetune import FinetuneOptions, FinetuneReport, finetune
 from srrestore.training.patches import FinetuneImage
 
-__all__ = ["finetune_medical", "PROFILE_TOLERANCE"]
+__all__ = ["PROFILE_TOLERANCE", "finetune_medical"]
 
 PROFILE_TOLERANCE = 0.01  # relative difference of profile widths still taken as one profile
 
@@ -126,6 +131,7 @@ def finetune_medical(
     if not inputs:
         raise ConfigError("no input scan to fine-tune on")
     _check_options(options)
+    check_output_path(Path(output), options.overwrite, inputs)  # before reading the scans (the core checks again)
     scans = [read_scan(Path(path)) for path in inputs]
     factor = _common_factor(scans, options.scale)
     profile = _common_profile(scans, kind, factor)
@@ -144,14 +150,15 @@ def finetune_medical(
     run_options = replace(options, scale=factor, patch_size=patch_size)
     report = finetune(start, images, output, run_options, profile, card, started)
     report.sources = list(dict.fromkeys(report.sources))
+    pixel = scans[0].resampled_spacing(scans[0].in_plane_spacing, factor)
+    axes = ", ".join(str(scan.axis) for scan in scans)
+    kind_of_model = "adversarial (GAN)" if report.phase == "gan" else "PSNR-oriented (no adversarial loss)"
     report.notes[:0] = [
-        f"through-plane x{factor} along axis {', '.join(str(scan.axis) for scan in scans)}: {kind} slice profile of"
-        f" {profile.width:.3g} pixels of {scans[0].resampled_spacing(scans[0].in_plane_spacing, factor):.3g} mm;"
-        f" {len(images)} in-plane slice images",
+        (f"through-plane x{factor} along axis {axes}: {kind} slice profile of {profile.width:.3g} pixels of"
+         f" {pixel:.3g} mm; {len(images)} in-plane slice images"),
         f"start: {initialisation}",
         *([f"patch size lowered from {options.patch_size} to {patch_size} to fit the slices"]
           if patch_size != options.patch_size else []),
-        f"{'adversarial (GAN)' if report.phase == 'gan' else 'PSNR-oriented (no adversarial loss)'} model;"
-        f" restore with: srrestore restore SCAN OUT --model {output}",
+        f"{kind_of_model} model; restore with: srrestore restore SCAN OUT --model {output}",
     ]
     return report

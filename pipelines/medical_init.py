@@ -27,7 +27,11 @@ import torch
 from srrestore.errors import CheckpointError
 from srrestore.models.checkpoint import CheckpointInfo
 from srrestore.models.generator import SRGenerator, create_generator
-from srrestore.training.finetune import FinetuneOptions, PretrainedModel, load_pretrained
+from srrestore.training.finetune import (
+    FinetuneOptions,
+    PretrainedModel,
+    load_pretrained,
+)
 
 __all__ = ["UPSAMPLER_KEYS", "through_plane_generator", "through_plane_start"]
 

@@ -42,7 +42,7 @@ from srrestore.engine.region import Region
 from srrestore.errors import InputReadError, UnsupportedInputError
 from srrestore.training.patches import FinetuneImage
 
-__all__ = ["RESAMPLE_TOLERANCE", "TrainingScan", "read_scan", "in_plane_images"]
+__all__ = ["RESAMPLE_TOLERANCE", "TrainingScan", "in_plane_images", "read_scan"]
 
 RESAMPLE_TOLERANCE = 0.02  # relative spacing difference below which in-plane images are not resampled
 

@@ -17,18 +17,19 @@ nodata, valid outputs are moved off it (G5/G6).
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+from srrestore.pipelines.common import run_engine
+from srrestore.pipelines.options import RestoreOptions
 
 from srrestore.engine.io import ImageSpec, Reader, Writer
 from srrestore.engine.nodata import invalid_value, keep_off_nodata
 from srrestore.engine.normalize import Normalization
 from srrestore.engine.region import Region
 from srrestore.models.sr_model import SRModel
-from srrestore.pipelines.common import run_engine
-from srrestore.pipelines.options import RestoreOptions
 
 __all__ = ["NormalisedReader", "PlaneSum", "average_planes"]
 
@@ -140,5 +141,5 @@ def average_planes(
             reports.append(run_engine(source, total, model, identity, options, plane))
             total.close()
         _write_stored(total, writer, normalization, np.dtype(reader.spec.dtype), reader.spec.nodata)
-        del total
+        del total  # close the memory map before its folder goes
     return reports

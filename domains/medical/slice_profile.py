@@ -96,7 +96,7 @@ class SliceProfile:
         in_plane_spacing: float,
         thickness: float | None = None,
         kind: str = "gaussian",
-    ) -> "SliceProfile":
+    ) -> SliceProfile:
         """The profile a header describes.
 
         Args:

@@ -498,7 +498,7 @@ def finetune(
         steps=step, planned_steps=options.steps, seconds=round(time.monotonic() - started, 1),
         stopped_by_time=stopped_by_time,
         first_losses=_mean(records[:LOSS_WINDOW]), last_losses=_mean(records[-LOSS_WINDOW:]),
-        evaluation=evaluation, sources=list(dataset.names), notes=_notes(options, pretrained, dataset),
+        evaluation=evaluation, sources=list(dict.fromkeys(dataset.names)), notes=_notes(options, pretrained, dataset),
     )
     if step == 0:
         report.notes.append(f"the {options.max_minutes:g}-minute budget ran out before the first step; "

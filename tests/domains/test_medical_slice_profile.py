@@ -74,7 +74,7 @@ def test_the_training_protocol_degrades_rows_and_its_margin_is_exact(camera):
     assert profile.scale == (4, 1) and not profile.is_random and profile.margin == (2, 0)
     whole = profile.apply(image)
     assert whole.shape == (2, 128, 512) and whole.dtype == np.float32 and whole.max() > 1.0
-    rows, columns = profile.margin
+    rows = profile.margin[0]
     top = 40  # a patch of 64 rows starting at row 40 (10 thick samples)
     window = image[:, top - 4 * rows : top + 64 + 4 * rows]
     patch = profile.apply(window)[:, rows : rows + 16]

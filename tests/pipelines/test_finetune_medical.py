@@ -23,8 +23,19 @@ from srrestore.pipelines.medical_pairs import in_plane_images, read_scan
 from srrestore.pipelines.medical_planes import average_planes
 from srrestore.pipelines.options import RestoreOptions
 
-from srrestore.engine import ArrayReader, ArrayWriter, Normalization, UpscaleOptions, upscale_array
-from srrestore.errors import ConfigError, InputReadError, OutputExistsError, UnsupportedInputError
+from srrestore.engine import (
+    ArrayReader,
+    ArrayWriter,
+    Normalization,
+    UpscaleOptions,
+    upscale_array,
+)
+from srrestore.errors import (
+    ConfigError,
+    InputReadError,
+    OutputExistsError,
+    UnsupportedInputError,
+)
 from srrestore.models.checkpoint import read_checkpoint_info, save_generator
 from srrestore.models.generator import create_generator
 from srrestore.models.sr_model import SRModel, load_model
@@ -63,8 +74,8 @@ def thick_t1(tmp_path_factory) -> Path:
 
 def tuning(start_model: str, **changes) -> FinetuneOptions:
     """Fast options: the tiny start, pixel loss only, a few small steps, PSNR-oriented."""
-    values = dict(model=start_model, steps=3, batch_size=2, patch_size=16, perceptual_weight=0.0,
-                  adversarial=False, device="cpu", progress=False)
+    values = {"model": start_model, "steps": 3, "batch_size": 2, "patch_size": 16, "perceptual_weight": 0.0,
+              "adversarial": False, "device": "cpu", "progress": False}
     return FinetuneOptions(**{**values, **changes})
 
 
