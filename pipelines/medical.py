@@ -287,13 +287,13 @@ def restore_dicom(input_path: Path, output_path: Path, options: RestoreOptions) 
             ArrayReader(volume, series.padding_value), writer, passes, normalization, options, folder.parent
         )
         writer.close()
-    return RestoreReport(
+    return _report(
         input_path,
         output_path,
         "dicom",
-        " + ".join(p.model.name for p in passes),
+        passes,
         factors,
-        normalization.to_dict(),
+        normalization,
         reports,
         [f"{_label(passes)}; series {derived.series_uid}; {len(writer.files)} file(s)", *series.notes],
     )
@@ -374,13 +374,20 @@ def restore_nifti(input_path: Path, output_path: Path, options: RestoreOptions) 
             raise
         writer.close()
         sidecar_temporary.write_text(json.dumps(sidecar, indent=2))
-    return RestoreReport(
+    return _report(
         input_path,
         output_path,
         "nifti",
-        " + ".join(p.model.name for p in passes),
+        passes,
         factors,
-        normalization.to_dict(),
+        normalization,
         reports,
         [f"sidecar {sidecar_path(output_path)}"],
     )
+
+
+def _report(input_path: Path, output_path: Path, kind: str, passes: Sequence[SRPass], factors: tuple[int, ...],
+            normalization: Normalization, reports: list[Any], notes: list[str]) -> RestoreReport:
+    """The report of a volume restore: the models of every pass joined, the normalisation recorded."""
+    return RestoreReport(input_path, output_path, kind, " + ".join(p.model.name for p in passes), factors,
+                         normalization.to_dict(), reports, notes)
