@@ -148,24 +148,28 @@ class SRGenerator(nn.Module):
         skip = F.interpolate(x, scale_factor=self.config.scale, mode="bicubic", align_corners=False)
         return skip if self.skip_projection is None else self.skip_projection(skip)
 
-    def forward_passes(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """All ``T`` outputs of the feedback loop, each ``(B, C_out, H*sy, W*sx)``."""
+    def _feedback_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The fed-back features of each of the ``T`` passes, each ``(B, F, H, W)``."""
         shallow = self.shallow(x)
-        skip = self._skip(x)
         feedback = torch.zeros_like(shallow)
-        outputs = []
+        passes = []
         for _ in range(self.config.feedback_steps):
             features = self.fuse(torch.cat([shallow, feedback], dim=1))
             deep = features
             for group in self.groups:
                 deep = group(deep)
             feedback = self.body_tail(deep) + features
-            outputs.append(self.upsample(feedback) + skip)
-        return outputs
+            passes.append(feedback)
+        return passes
+
+    def forward_passes(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """All ``T`` outputs of the feedback loop, each ``(B, C_out, H*sy, W*sx)``."""
+        skip = self._skip(x)
+        return [self.upsample(features) + skip for features in self._feedback_features(x)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C_in, H, W)`` -> ``(B, C_out, H*sy, W*sx)``: the last feedback pass."""
-        return self.forward_passes(x)[-1]
+        """``(B, C_in, H, W)`` -> ``(B, C_out, H*sy, W*sx)``: the last feedback pass (only it is upsampled)."""
+        return self.upsample(self._feedback_features(x)[-1]) + self._skip(x)
 
 
 GENERATOR_CONFIGS: dict[str, dict[str, Any]] = {

@@ -44,11 +44,29 @@ class LocalChannelAttention(nn.Module):
         return self.window // 2
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        pooled = F.avg_pool2d(
-            features, self.window, stride=1, padding=self.window // 2, count_include_pad=False
-        )
-        weights = torch.sigmoid(self.excite(F.relu(self.squeeze(pooled))))
+        weights = torch.sigmoid(self.excite(F.relu(self.squeeze(local_mean(features, self.window)))))
         return features * weights
+
+
+def local_mean(features: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean over each pixel's ``window x window`` neighbourhood, inside the image only.
+
+    Equals ``F.avg_pool2d(features, window, 1, window // 2, count_include_pad=False)``
+    (up to float rounding) but runs as two depthwise 1-D box sums, several times
+    faster on CPUs. ``(B, C, H, W) -> (B, C, H, W)``.
+    """
+    radius = window // 2
+    channels, height, width = features.shape[1:]
+    kernel = features.new_ones(channels, 1, window, 1)
+    summed = F.conv2d(F.pad(features, (0, 0, radius, radius)), kernel, groups=channels)
+    summed = F.conv2d(F.pad(summed, (radius, radius, 0, 0)), kernel.transpose(2, 3), groups=channels)
+    return summed / (_window_counts(height, radius, features)[:, None] * _window_counts(width, radius, features))
+
+
+def _window_counts(length: int, radius: int, like: torch.Tensor) -> torch.Tensor:
+    """How many of the ``2 * radius + 1`` window positions around each index lie inside ``[0, length)``."""
+    index = torch.arange(length, device=like.device, dtype=like.dtype)
+    return (index + radius).clamp(max=length - 1) - (index - radius).clamp(min=0) + 1
 
 
 class ResidualAttentionBlock(nn.Module):

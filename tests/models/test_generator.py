@@ -75,3 +75,24 @@ def test_receptive_field_bounds_the_dependence_on_input_pixels():
 
 def test_default_config_receptive_field_is_documented_value():
     assert create_generator("srgan").receptive_field == 32
+
+
+@pytest.mark.parametrize("window", [3, 5, 7])
+def test_local_mean_is_the_inside_only_average_pool(window):
+    from torch.nn import functional as F
+
+    from srrestore.models.layers import local_mean
+
+    photo = torch.from_numpy(data.astronaut()[:37, :29].astype(np.float32) / 255).permute(2, 0, 1)[None]
+    expected = F.avg_pool2d(photo, window, stride=1, padding=window // 2, count_include_pad=False)
+    assert torch.allclose(local_mean(photo, window), expected, atol=1e-6)
+
+
+def test_forward_is_the_last_feedback_pass():
+    torch.manual_seed(0)
+    network = create_generator("srgan", scale=(2, 4)).eval()
+    image = torch.from_numpy(data.camera()[100:140, 200:230].astype(np.float32) / 255)[None, None].repeat(1, 3, 1, 1)
+    with torch.no_grad():
+        passes = network.forward_passes(image)
+        assert len(passes) == network.config.feedback_steps
+        assert torch.equal(network(image), passes[-1])
