@@ -51,6 +51,9 @@ def _overrides(options: dict[str, Any]) -> dict[str, Any]:
               help="JSONL log, one line per log interval and per validation (under torchrun, write --log-file).")
 @click.option("--resume", "resume_path", type=click.Path(path_type=Path), default=None,
               help="Continue the run whose state this is (same recipe; step counts may grow).")
+@click.option("--init", "init_model", default=None,
+              help="Start from this model's weights (built-in name or .safetensors of the same architecture); "
+                   "its card's steps and training time carry over.")
 @click.option("--stop-after", type=click.IntRange(1), default=None,
               help="Stop after this many steps in this session, saving the state (resume later).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
@@ -65,6 +68,7 @@ def train(
     state_path: Path | None,
     log_path: Path | None,
     resume_path: Path | None,
+    init_model: str | None,
     stop_after: int | None,
     overwrite: bool,
     device: str,
@@ -85,6 +89,8 @@ def train(
           --pretrain-steps 2000 --gan-steps 500 --val-dir ../shared/data/sr/val/Set5
       srrestore train ../shared/data/sr/train --config configs/builtin-rgb-x4.toml --out m.safetensors
       srrestore train --resume model.state.safetensors --gan-steps 1000
+      srrestore train ../shared/data/sr/train --config configs/builtin-rgb-x4.toml \
+          --init srgan-rgb-x4-psnr --out m.safetensors
       torchrun --nproc-per-node 4 -m srrestore train data/ --out m.safetensors --log-file m.jsonl
     """
     from srrestore.domains.image import read_image
@@ -107,12 +113,20 @@ def train(
         raise click.UsageError("give at least one HR_DIR (or --resume a run)")
     if out is None and not stored:
         raise click.UsageError("give --out MODEL.safetensors (or --resume a run)")
+    if init_model is not None and state is not None:
+        raise click.UsageError("--init starts a new run; a resumed run already has its weights")
 
     recipe = dict(stored.get("recipe", {}))
     if recipe_path is not None:
         recipe = merge_recipes(recipe, load_recipe(recipe_path))
     config = TrainingConfig.from_dict(merge_recipes(recipe, _overrides(options)))
     resolve_device(device)  # refuse a bad device before reading the images
+    initial = None
+    if init_model is not None:
+        from srrestore.models.checkpoint import load_generator
+        from srrestore.models.registry import resolve_checkpoint
+
+        initial = load_generator(resolve_checkpoint(init_model, config.scale[0], config.channels))
 
     sources = [str(folder) for folder in hr_dirs] or stored["sources"]
     validation_sources = [str(folder) for folder in val_dirs] or stored.get("validation_sources", [])
@@ -138,7 +152,7 @@ def train(
     trainer = Trainer(
         config, dataset, validation, outputs, device=device, sources=sources,
         validation_sources=validation_sources, data_fingerprint=images_fingerprint(images),
-        resume_from=state, overwrite=overwrite, progress=not quiet,
+        resume_from=state, initial=initial, overwrite=overwrite, progress=not quiet,
     )
     result = trainer.run(stop_after=stop_after)
     if quiet or not trainer.distributed.is_main:

@@ -41,7 +41,7 @@ from srrestore.engine.devices import autocast, precision_name, resolve_device, r
 from srrestore.errors import ConfigError
 from srrestore.losses.pixel import PixelLoss
 from srrestore.losses.total import GeneratorLoss
-from srrestore.models.checkpoint import save_generator
+from srrestore.models.checkpoint import CheckpointInfo, save_generator
 from srrestore.models.discriminator import PatchDiscriminator, create_discriminator
 from srrestore.models.generator import SRGenerator, create_generator
 from srrestore.training.config import OptimizerConfig, TrainingConfig
@@ -230,6 +230,10 @@ class Trainer:
         data_fingerprint: :func:`~srrestore.training.data.images_fingerprint`
             of the training images; a resumed run must match it.
         resume_from: a state written by an earlier session of this run.
+        initial: a trained generator and its checkpoint description to start
+            from (``srrestore train --init``): its weights seed the generator
+            and its EMA, and its card's steps and seconds carry over, so
+            several short sessions add up to one model's history.
         overwrite: replace existing output files (implied when resuming).
         progress: show a tqdm progress bar.
 
@@ -250,6 +254,7 @@ class Trainer:
         validation_sources: Sequence[str] = (),
         data_fingerprint: str = "",
         resume_from: TrainingState | None = None,
+        initial: tuple[SRGenerator, CheckpointInfo] | None = None,
         overwrite: bool = False,
         progress: bool = True,
     ) -> None:
@@ -286,6 +291,9 @@ class Trainer:
         self.gan_started = False
         self.elapsed = 0.0
         self.metrics: dict[str, dict[str, dict[str, float]]] = {}
+        self.history: list[dict[str, Any]] = []
+        if initial is not None:
+            self._initialise(*initial)
         if resume_from is not None:
             self._restore(resume_from)
 
@@ -334,6 +342,35 @@ class Trainer:
             module.parameters(), lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay
         )
 
+    def _initialise(self, generator: SRGenerator, info: CheckpointInfo) -> None:
+        """Start from a trained generator of the same architecture; keep its training history."""
+        ours, theirs = self.generator.config.to_dict(), generator.config.to_dict()
+        changed = sorted(key for key in ours if ours[key] != theirs.get(key))
+        if changed:
+            details = ", ".join(f"{key} {theirs.get(key)} vs {ours[key]}" for key in changed)
+            raise ConfigError(f"the initial model's architecture differs from the recipe's ({details})")
+        weights = generator.state_dict()
+        self.generator.load_state_dict(weights)
+        self.ema.module.load_state_dict(weights)
+        card = info.card
+        self.history = list(card.get("history", [])) or [
+            {"steps": card.get("steps", {}), "seconds": card.get("training_seconds", 0.0),
+             "hardware": card.get("hardware", "unknown")}
+        ]
+
+    def _session(self, phase: str) -> dict[str, Any]:
+        """This run's entry in a card's history."""
+        config = self.config
+        return {"steps": {"pretrain": config.pretrain_steps, "gan": config.gan_steps if phase == "gan" else 0},
+                "seconds": round(self.elapsed, 1), "hardware": describe_device(self.device)}
+
+    def _lineage(self, phase: str) -> dict[str, Any]:
+        """Steps, seconds and history summed over this run and the runs it started from."""
+        sessions = [*self.history, self._session(phase)]
+        steps = {name: sum(int(session["steps"].get(name, 0)) for session in sessions) for name in ("pretrain", "gan")}
+        return {"steps": steps, "training_seconds": round(sum(float(s["seconds"]) for s in sessions), 1),
+                "history": sessions}
+
     # -- state ----------------------------------------------------------------------------------------
 
     def state(self) -> TrainingState:
@@ -357,6 +394,7 @@ class Trainer:
             "outputs": {name: None if path is None else str(path) for name, path in vars(self.outputs).items()},
             "data_fingerprint": self.data_fingerprint,
             "scalers": scalers,
+            "history": self.history,
         }
         return TrainingState(info=info, modules=modules, optimizers=optimizers, rng=capture_rng())
 
@@ -391,6 +429,7 @@ class Trainer:
         self.step, self.gan_started = step, gan_started
         self.elapsed = float(info["elapsed_seconds"])
         self.metrics = info["metrics"]
+        self.history = list(info.get("history", []))
 
     # -- steps ----------------------------------------------------------------------------------------
 
@@ -514,9 +553,8 @@ class Trainer:
             "scale": scale,
             "channels": config.channels,
             "data": self.sources,
-            "steps": {"pretrain": config.pretrain_steps, "gan": config.gan_steps if phase == "gan" else 0},
+            **self._lineage(phase),
             "hardware": describe_device(self.device),
-            "training_seconds": round(self.elapsed, 1),
             "validation": self.metrics.get(phase, {}),
             "validation_protocol": (
                 f"{config.degradation.kernel} downscaling {scale} (MATLAB imresize), outputs rounded to the "

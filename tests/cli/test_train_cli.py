@@ -6,6 +6,7 @@ import json
 
 import imageio.v3 as iio
 import pytest
+import torch
 from click.testing import CliRunner
 from skimage import data
 
@@ -65,6 +66,36 @@ def test_stop_and_resume_from_the_command_line(tmp_path, hr_dir, recipe):
     assert info.training["steps"] == {"pretrain": 2, "gan": 2}
     changed = run("train", "--resume", tmp_path / "m.state.safetensors", "--batch-size", 3)
     assert changed.exit_code == 1 and "cannot resume with a different batch_size" in changed.output
+
+
+def test_init_continues_from_a_model_and_adds_up_its_history(tmp_path, hr_dir, recipe):
+    first = tmp_path / "first.safetensors"
+    assert run("train", hr_dir, "--out", first, "--config", recipe, "--pretrain-steps", 2, "--gan-steps", 0,
+               "--quiet").exit_code == 0
+    started, first_info = load_generator(first)
+    second = tmp_path / "second.safetensors"
+    result = run("train", hr_dir, "--out", second, "--config", recipe, "--pretrain-steps", 3, "--gan-steps", 0,
+                 "--init", first, "--quiet")
+    assert result.exit_code == 0, result.output
+    trained, info = load_generator(second)
+    assert info.card["steps"] == {"pretrain": 5, "gan": 0}
+    assert [entry["steps"]["pretrain"] for entry in info.card["history"]] == [2, 3]
+    seconds = [entry["seconds"] for entry in info.card["history"]]
+    assert info.card["training_seconds"] == pytest.approx(sum(seconds), abs=0.2)
+    assert seconds[0] == first_info.card["training_seconds"]
+    assert any(not torch.equal(w, trained.state_dict()[n]) for n, w in started.state_dict().items())
+
+
+def test_init_refuses_another_architecture_and_a_resumed_run(tmp_path, hr_dir, recipe):
+    first = tmp_path / "first.safetensors"
+    assert run("train", hr_dir, "--out", first, "--config", recipe, "--pretrain-steps", 1, "--gan-steps", 0,
+               "--quiet").exit_code == 0
+    other = run("train", hr_dir, "--out", tmp_path / "x2.safetensors", "--config", recipe, "--scale", 2,
+                "--pretrain-steps", 1, "--gan-steps", 0, "--init", first)
+    assert other.exit_code == 1 and "architecture differs from the recipe's (scale" in other.output
+    assert not (tmp_path / "x2.safetensors").exists()
+    resumed = run("train", "--resume", tmp_path / "first.state.safetensors", "--init", first)
+    assert resumed.exit_code == 2 and "--init starts a new run" in resumed.output
 
 
 def test_help_describes_the_command_with_an_example():

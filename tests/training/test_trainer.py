@@ -14,11 +14,12 @@ from srrestore.training.state import load_state
 from srrestore.training.trainer import Trainer, TrainingOutputs
 
 
-def _trainer(config, images, folder, resume_from=None, validation=(), overwrite=False):
+def _trainer(config, images, folder, resume_from=None, validation=(), overwrite=False, initial=None):
     dataset = PatchDataset(images, config.patch_size, config.degradation, seed=config.seed)
     outputs = TrainingOutputs.beside(folder / "model.safetensors", config.gan_steps, log=folder / "log.jsonl")
     return Trainer(config, dataset, list(validation), outputs, device="cpu", sources=["skimage photos"],
-                   data_fingerprint=images_fingerprint(images), resume_from=resume_from, overwrite=overwrite,
+                   data_fingerprint=images_fingerprint(images), resume_from=resume_from, initial=initial,
+                   overwrite=overwrite,
                    progress=False)
 
 
@@ -116,3 +117,19 @@ def test_pixel_only_run_writes_one_psnr_model(tmp_path, photos, tiny_config):
     model, info = load_generator(tmp_path / "model.safetensors")
     assert info.phase == "psnr" and model.config.scale == (1, 4) and model.config.in_channels == 1
     assert not (tmp_path / "model.psnr.safetensors").exists()
+
+
+def test_initial_model_seeds_the_generator_and_its_ema_and_survives_resume(tmp_path, photos, tiny_config):
+    images = photos(3)
+    first = _trainer(tiny_config(pretrain_steps=3, gan_steps=0), images, tmp_path / "first")
+    first.run()
+    initial = load_generator(tmp_path / "first" / "model.safetensors")
+    config = tiny_config(pretrain_steps=4, gan_steps=0, checkpoint_interval=2)
+    second = _trainer(config, images, tmp_path / "second", initial=initial)
+    assert _same_weights(second.generator, initial[0]) and _same_weights(second.ema.module, initial[0])
+    second.run(stop_after=2)
+    resumed = _trainer(config, images, tmp_path / "second", resume_from=load_state(second.outputs.state))
+    resumed.run()
+    card = load_generator(tmp_path / "second" / "model.safetensors")[1].card
+    assert [entry["steps"]["pretrain"] for entry in card["history"]] == [3, 4]
+    assert card["steps"] == {"pretrain": 7, "gan": 0}
