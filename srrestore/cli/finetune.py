@@ -30,20 +30,22 @@ def _sigma(value: str | None) -> float | tuple[float, float] | None:
     return parts[0] if len(parts) == 1 else (parts[0], parts[1])
 
 
-def _run(inputs: list[Path], output: Path, options: Any) -> Any:
+def _run(inputs: list[Path], output: Path, options: Any, slice_profile: str | None) -> Any:
     """Detect the inputs' format and run its fine-tuning pipeline."""
-    from srrestore.errors import UnsupportedInputError
+    from srrestore.errors import ConfigError, UnsupportedInputError
     from srrestore.pipelines.restore import detect_format
 
     kinds = {path: detect_format(path) for path in inputs}
     if all(kind in SATELLITE_FORMATS for kind in kinds.values()):
         from srrestore.pipelines.finetune_satellite import finetune_satellite
 
+        if slice_profile is not None:
+            raise ConfigError("--slice-profile applies to NIfTI and DICOM scans, not to GeoTIFF scenes")
         return finetune_satellite(inputs, output, options)
     if all(kind in MEDICAL_FORMATS for kind in kinds.values()):
         from srrestore.pipelines.finetune_medical import finetune_medical
 
-        return finetune_medical(inputs, output, options)
+        return finetune_medical(inputs, output, options, slice_profile or "gaussian")
     described = ", ".join(f"{path} ({kind})" for path, kind in kinds.items())
     raise UnsupportedInputError(
         f"fine-tuning takes GeoTIFF scenes or NIfTI/DICOM scans of one kind, got {described}; "
@@ -88,12 +90,15 @@ def _run(inputs: list[Path], output: Path, options: Any) -> Any:
               help="Noise sigma in normalised units, a value or MIN,MAX [default: the domain's].")
 @click.option("--min-valid-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.95,
               show_default=True, help="Least share of valid pixels in a training patch (the rest is filled).")
+@click.option("--slice-profile", type=click.Choice(["gaussian", "box"]), default=None,
+              help="Scans: profile that degrades in-plane slices into thick ones (gaussian: FWHM = slice "
+                   "thickness, as SMORE; box: an ideal slab). [default: gaussian]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace the output model if it exists.")
 @device_option
 @quiet_option
 def finetune(inputs: tuple[Path, ...], output: Path, reference: tuple[Path, ...], blur_sigma: str | None,
-             noise_sigma: str | None, quiet: bool, **options: Any) -> None:
+             noise_sigma: str | None, slice_profile: str | None, quiet: bool, **options: Any) -> None:
     """Fine-tune a pretrained model on INPUT (GeoTIFF scenes, NIfTI or DICOM scans).
 
     The data play the high-resolution role: they are degraded by the scale
@@ -110,6 +115,7 @@ def finetune(inputs: tuple[Path, ...], output: Path, reference: tuple[Path, ...]
       srrestore finetune scene.tif --out scene_x4.safetensors --max-minutes 5
       srrestore finetune scene.tif --out sharp.safetensors --adversarial --perceptual-weight 0.01
       srrestore finetune b60m.tif --reference b30m.tif --scale 2 --out m.safetensors
+      srrestore finetune thick_mr.nii.gz --out mr.safetensors --slice-profile box
       srrestore restore scene.tif scene_x4.tif --model scene_x4.safetensors
     """
     from srrestore.training.finetune import FinetuneOptions
@@ -118,7 +124,7 @@ def finetune(inputs: tuple[Path, ...], output: Path, reference: tuple[Path, ...]
         **options, reference=reference, blur_sigma=_sigma(blur_sigma), noise_sigma=_sigma(noise_sigma),
         progress=not quiet,
     )
-    report = _run(list(inputs), output, settings)
+    report = _run(list(inputs), output, settings, slice_profile)
     if quiet:
         return
     stop = " (stopped by the time budget)" if report.stopped_by_time else ""

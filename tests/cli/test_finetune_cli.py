@@ -67,8 +67,9 @@ def test_medical_inputs_go_to_the_medical_pipeline(tmp_path, tiny, monkeypatch):
     nib.save(nib.Nifti1Image(slices, np.eye(4)), volume)
     calls = []
 
-    def finetune_medical(inputs: list[Path], output: Path, options: FinetuneOptions) -> FinetuneReport:
-        calls.append((inputs, output, options))
+    def finetune_medical(inputs: list[Path], output: Path, options: FinetuneOptions,
+                         slice_profile: str) -> FinetuneReport:
+        calls.append((inputs, output, options, slice_profile))
         return FinetuneReport(output, "tiny", 1, (4, 4), "psnr", 3, 3, 1.0, False)
 
     module = types.ModuleType("srrestore.pipelines.finetune_medical")
@@ -77,6 +78,11 @@ def test_medical_inputs_go_to_the_medical_pipeline(tmp_path, tiny, monkeypatch):
     result = run("finetune", volume, "--out", tmp_path / "m.safetensors", "--model", tiny, "--steps", "7", "--quiet")
     assert result.exit_code == 0, result.output
     assert calls[0][0] == [volume] and calls[0][2].steps == 7 and calls[0][2].model == str(tiny)
+    assert calls[0][3] == "gaussian"
+    result = run("finetune", volume, "--out", tmp_path / "m.safetensors", "--model", tiny, "--slice-profile", "box",
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    assert calls[1][3] == "box"
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
@@ -88,6 +94,7 @@ def test_medical_inputs_go_to_the_medical_pipeline(tmp_path, tiny, monkeypatch):
     (["{scene}", "--scale", "2"], "upscales by 4x4, not 2"),
     (["{scene}", "--patch-size", "18"], "patch size 18 must be a positive multiple of the scale"),
     (["{scene}", "--reference", "{scene}", "--reference", "{scene}"], "one --reference per scene"),
+    (["{scene}", "--slice-profile", "box"], "--slice-profile applies to NIfTI and DICOM scans"),
 ])
 def test_bad_input_is_one_line_and_exit_code_1(tmp_path, scene, tiny, arguments, message):
     png = tmp_path / "photo.png"
