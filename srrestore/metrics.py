@@ -29,6 +29,7 @@ __all__ = [
     "psnr",
     "ssim",
     "sr_metrics",
+    "detail_ratio",
 ]
 
 # Y = 16/255 + weights . (R, G, B) for RGB in [0, 1] and Y in [0, 1] (ITU-R BT.601, studio swing).
@@ -232,3 +233,34 @@ def sr_metrics(
         "psnr": psnr(reference, restored, data_range, mask, shave),
         "ssim": ssim(reference, restored, data_range, mask, shave),
     }
+
+
+def detail_ratio(
+    reference: np.ndarray, restored: np.ndarray, shave: int | tuple[int, int] = 0, mask: np.ndarray | None = None
+) -> float:
+    """Gradient energy of ``restored`` relative to ``reference``: a sharpness figure.
+
+    The ratio of the mean squared gradient (forward differences along rows
+    and columns, over every channel) of the two images, at the valid pixels
+    of the shaved image. 1 means edges and texture as strong as the
+    reference's; blurry results score below 1, over-sharpened or noisy ones
+    above. It says nothing about fidelity: read it beside PSNR.
+
+    Args:
+        reference, restored: ``(H, W)`` or ``(C, H, W)``, same shape and units.
+        shave: border pixels dropped per side before measuring.
+        mask: ``(H, W)`` validity mask, True = valid.
+
+    Raises:
+        UnsupportedInputError: shapes differ, or the reference is flat.
+    """
+    first, second, valid = _prepare(reference, restored, mask, shave)
+
+    def energy(image: np.ndarray) -> float:
+        squared = (image[:, 1:, 1:] - image[:, :-1, 1:]) ** 2 + (image[:, 1:, 1:] - image[:, 1:, :-1]) ** 2
+        return float(squared.mean() if valid is None else squared[:, valid[1:, 1:]].mean())
+
+    reference_energy = energy(first)
+    if reference_energy == 0.0:
+        raise UnsupportedInputError("the reference is flat: it has no detail to compare with")
+    return energy(second) / reference_energy

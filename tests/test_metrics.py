@@ -9,7 +9,7 @@ from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from srrestore.errors import UnsupportedInputError
-from srrestore.metrics import gaussian_filter, psnr, rgb_to_y, shave_border, sr_metrics, ssim
+from srrestore.metrics import detail_ratio, gaussian_filter, psnr, rgb_to_y, shave_border, sr_metrics, ssim
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +89,17 @@ def test_sr_metrics_uses_y_for_rgb_only(pair):
     assert all_channels["psnr"] == pytest.approx(psnr(reference, restored, 255, shave=2))
     with pytest.raises(UnsupportedInputError, match="differ in shape"):
         sr_metrics(reference, restored[:, :-1], 255)
+
+
+def test_detail_ratio_ranks_blurred_original_and_sharpened_photos():
+    photo = data.camera().astype(np.float64)
+    blurred = ndimage.gaussian_filter(photo, 1.5)
+    sharpened = photo + 1.0 * (photo - ndimage.gaussian_filter(photo, 1.0))
+    assert detail_ratio(photo, photo, shave=4) == pytest.approx(1.0)
+    assert detail_ratio(photo, blurred, shave=4) < 0.2
+    assert detail_ratio(photo, sharpened, shave=4) > 1.5
+    sky = np.zeros(photo.shape, dtype=bool)
+    sky[:150] = True  # the smooth sky: blurring it loses less than blurring the whole photo
+    assert detail_ratio(photo, blurred, mask=sky) > detail_ratio(photo, blurred)
+    with pytest.raises(UnsupportedInputError, match="flat"):
+        detail_ratio(np.zeros((8, 8)), photo[:8, :8])
