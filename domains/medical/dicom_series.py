@@ -5,7 +5,9 @@ their position along the slice normal ``n = row_cos x col_cos`` (never by
 InstanceNumber or SliceLocation), one orientation (within 1e-4), one frame of
 reference, no duplicate positions, uniform steps (within 1 %) and no gantry
 tilt (the step vector within 0.1 degrees of ``n``). Series that fail the last
-two checks are refused with a message naming the problem.
+two checks are refused with a message naming the problem, or, when asked,
+resampled onto a regular grid by :mod:`srrestore.domains.medical.resample`
+(planes perpendicular to ``n``, evenly spaced, linear interpolation).
 
 Enhanced multi-frame files (CT, MR, PET...) take orientation and spacing from
 the Shared Functional Groups and positions from the Per-Frame ones.
@@ -23,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from srrestore.domains.medical.geometry import dicom_affine, slice_normal
+from srrestore.domains.medical.geometry import dicom_affine, slice_normal, slice_positions
+from srrestore.domains.medical.resample import StackResampling
 
+from srrestore.engine.normalize import to_dtype
 from srrestore.errors import ConfigError, InputReadError, MissingDependencyError, UnsupportedInputError
 
 __all__ = ["DicomSeries", "open_series", "scan_folder", "read_header", "TILT_TOLERANCE_DEG", "SPACING_TOLERANCE"]
@@ -121,19 +125,25 @@ def scan_folder(folder: Path) -> tuple[dict[str, list[tuple[Path, Any]]], list[s
 class DicomSeries:
     """A sorted, checked DICOM series.
 
+    ``paths``, ``frames`` and ``headers`` describe the source slices;
+    ``affine``, ``shape`` and ``slice_spacing`` the volume :meth:`read_volume`
+    returns. They are the same grid unless ``resampling`` is set.
+
     Attributes:
-        paths: source file of each slice, in spatial order (one path repeated for a multi-frame file).
-        frames: 0-based frame index of each slice in its file, in spatial order.
-        headers: header of each slice's file (the same dataset for every frame of a multi-frame file).
+        paths: source file of each source slice, in spatial order (one path repeated for a multi-frame file).
+        frames: 0-based frame index of each source slice in its file, in spatial order.
+        headers: header of each source slice's file (the same dataset for every frame of a multi-frame file).
         affine: ``(4, 4)`` D3 affine, index order ``(column, row, slice)``, LPS mm.
-        shape: ``(D, H, W)`` slices, rows, columns.
+        shape: ``(D, H, W)`` slices, rows, columns of the volume.
         pixel_spacing: ``(row spacing, column spacing)`` in mm.
         slice_spacing: distance between slice centres along the normal, mm.
         slice_thickness: SliceThickness in mm, or None.
         slope, intercept: stored-to-physical rescale (1, 0 when absent).
         multiframe: the series is one enhanced multi-frame file.
         lossy: the pixels went through lossy compression (transfer syntax or LossyImageCompression).
-        notes: things the reader skipped or assumed, for the restore report.
+        notes: things the reader skipped, assumed or resampled, for the restore report.
+        resampling: how an irregular source stack (gantry tilt, uneven steps)
+            maps onto the regular grid of ``affine`` and ``shape``; None for a regular series.
     """
 
     paths: list[Path]
@@ -149,6 +159,7 @@ class DicomSeries:
     multiframe: bool
     lossy: bool
     notes: list[str] = field(default_factory=list)
+    resampling: StackResampling | None = None
 
     @property
     def header(self) -> Any:
@@ -192,25 +203,52 @@ class DicomSeries:
         value = self.header.get("PixelPaddingValue")
         return None if value is None else float(value)
 
+    @property
+    def source_positions(self) -> np.ndarray:
+        """``(N, 3)`` ImagePositionPatient of each source slice, in spatial order, mm."""
+        if self.resampling is not None:
+            return np.asarray(self.resampling.positions, dtype=np.float64)
+        return slice_positions(self.affine, self.shape[0])
+
     def read_volume(self) -> np.ndarray:
         """Decode every slice into a ``(D, H, W)`` array of stored values (``self.dtype``).
+
+        A resampled series is interpolated from its source slices (see
+        :mod:`~srrestore.domains.medical.resample`); PixelPaddingValue pixels
+        are nodata and fill what lies outside the acquired field (without
+        one, the lowest stored value does: air in CT); values are rounded and
+        clipped into the BitsStored range (D8, I5).
 
         Raises:
             InputReadError: truncated or corrupt pixel data.
             MissingDependencyError: no decoder for the transfer syntax.
         """
+        stack = self._read_stack()
+        if self.resampling is None:
+            return stack
+        padding = self.padding_value
+        valid = np.ones(stack.shape, dtype=bool) if padding is None else stack != padding
+        fill = float(stack.min()) if padding is None else padding
+        low, high = self.stored_range
         volume = np.empty(self.shape, dtype=self.dtype)
+        for index, plane in enumerate(self.resampling.planes(stack, valid, fill)):
+            volume[index] = to_dtype(np.clip(plane, low, high), self.dtype)
+        return volume
+
+    def _read_stack(self) -> np.ndarray:
+        """``(N, H, W)`` stored values of the source slices, in spatial order."""
+        stack = np.empty((len(self.frames), *self.shape[1:]), dtype=self.dtype)
         if self.multiframe:
             pixels = _decode(self.paths[0])
             pixels = pixels.reshape(-1, *self.shape[1:])
-            volume[:] = pixels[self.frames]
-            return volume
+            stack[:] = pixels[self.frames]
+            return stack
         for index, path in enumerate(self.paths):
             pixels = _decode(path)
             if pixels.shape != self.shape[1:]:
                 raise InputReadError(f"{path}: pixel data of shape {pixels.shape}, expected {self.shape[1:]}")
-            volume[index] = pixels
-        return volume
+            stack[index] = pixels
+        return stack
 
 
 def _decode(path: Path) -> np.ndarray:
@@ -290,13 +328,30 @@ def _rescale(header: Any, frame: Any = None) -> tuple[float, float]:
 
 
 def _sort_and_check(
-    positions: np.ndarray, orientation: np.ndarray, where: str, nominal_spacing: float | None, resample: bool
-) -> tuple[np.ndarray, np.ndarray, float]:
+    positions: np.ndarray,
+    orientation: np.ndarray,
+    pixel_spacing: np.ndarray,
+    where: str,
+    nominal_spacing: float | None,
+    resample: bool,
+) -> tuple[np.ndarray, np.ndarray, float, StackResampling | None]:
     """Sort slices along the normal and check the steps (D1, D2).
 
+    Args:
+        positions: ``(N, 3)`` ImagePositionPatient of each slice, mm.
+        orientation: ``(6,)`` ImageOrientationPatient.
+        pixel_spacing: ``(2,)`` PixelSpacing, mm.
+        where: the input, for messages.
+        nominal_spacing: spacing of a one-slice series (SpacingBetweenSlices or SliceThickness), mm.
+        resample: resample a series with gantry tilt or uneven steps instead of refusing it.
+
     Returns:
-        ``(order, step, spacing)``: the sorting permutation, the world step
-        vector between slices (D3) and the spacing along the normal.
+        ``(order, step, spacing, resampling)``: the sorting permutation, the
+        world step vector between slices of the volume (D3), the spacing along
+        the normal, and the resampling of an irregular series (else None).
+
+    Raises:
+        UnsupportedInputError: duplicate positions; gantry tilt or uneven steps without ``resample``.
     """
     normal = slice_normal(orientation)
     projections = positions @ normal
@@ -305,35 +360,43 @@ def _sort_and_check(
     count = len(order)
     if count == 1:
         spacing = nominal_spacing or 1.0
-        return order, normal * spacing, spacing
+        return order, normal * spacing, spacing, None
     steps = np.diff(projections)
     if np.any(steps < DUPLICATE_TOLERANCE_MM):
         raise UnsupportedInputError(
             f"{where}: several slices share a position ({count} slices); the series holds several stacks or time points"
         )
     spacing = float(np.median(steps))
-    problems = []
+    problems, corrections = [], []
     vectors = np.diff(positions, axis=0)
     cosines = np.clip((vectors @ normal) / np.linalg.norm(vectors, axis=1), -1.0, 1.0)
     tilt = float(np.degrees(np.arccos(cosines)).max())
     if tilt > TILT_TOLERANCE_DEG:
         problems.append(f"a gantry tilt of {tilt:.2f} degrees (slices are sheared, not stacked along their normal)")
+        corrections.append(f"gantry tilt of {tilt:.2f} degrees corrected")
     deviation = np.abs(steps - spacing) / spacing
     if deviation.max() > SPACING_TOLERANCE:
         problems.append(
             f"non-uniform slice spacing (steps {steps.min():.4g} to {steps.max():.4g} mm, median {spacing:.4g} mm,"
             f" more than {SPACING_TOLERANCE:.0%} apart)"
         )
-    if problems and resample:
-        raise ConfigError(
-            f"{where}: the series has {' and '.join(problems)}; resampling such series is not implemented yet"
+        corrections.append(f"slice steps of {steps.min():.4g} to {steps.max():.4g} mm made uniform")
+    if problems and not resample:
+        raise UnsupportedInputError(
+            f"{where}: the series has {' and '.join(problems)}; srrestore refuses it rather than write wrong"
+            " geometry; `srrestore restore --resample-irregular` resamples it onto a regular grid"
         )
     if problems:
-        raise UnsupportedInputError(
-            f"{where}: the series has {' and '.join(problems)}; srrestore refuses it rather than write wrong geometry"
+        resampling = StackResampling(
+            positions=positions,
+            orientation=np.asarray(orientation, dtype=np.float64),
+            pixel_spacing=(float(pixel_spacing[0]), float(pixel_spacing[1])),
+            corrections=tuple(corrections),
+            corrects_tilt=tilt > TILT_TOLERANCE_DEG,
         )
+        return order, normal * resampling.spacing, resampling.spacing, resampling
     step = (positions[-1] - positions[0]) / (count - 1)
-    return order, step, spacing
+    return order, step, spacing, None
 
 
 def _check_single(values: list[Any], name: str, where: str) -> None:
@@ -367,8 +430,8 @@ def _from_single_frames(files: list[tuple[Path, Any]], where: str, resample: boo
         raise UnsupportedInputError(f"{where}: slices have different PixelSpacing")
     positions = np.stack([_floats(h, "ImagePositionPatient", 3, p) for p, h in files])
     nominal = first.get("SpacingBetweenSlices") or first.get("SliceThickness")
-    order, step, spacing = _sort_and_check(
-        positions, orientations[0], where, float(nominal) if nominal else None, resample
+    order, step, spacing, resampling = _sort_and_check(
+        positions, orientations[0], spacings[0], where, float(nominal) if nominal else None, resample
     )
     slope, intercept = _rescale(first)
     thickness = first.get("SliceThickness")
@@ -377,7 +440,7 @@ def _from_single_frames(files: list[tuple[Path, Any]], where: str, resample: boo
         frames=[0] * len(order),
         headers=[headers[i] for i in order],
         affine=dicom_affine(orientations[0], spacings[0], positions[order[0]], step),
-        shape=(len(order), int(first.Rows), int(first.Columns)),
+        shape=(resampling.count if resampling else len(order), int(first.Rows), int(first.Columns)),
         pixel_spacing=(float(spacings[0][0]), float(spacings[0][1])),
         slice_spacing=spacing,
         slice_thickness=float(thickness) if thickness else None,
@@ -385,6 +448,8 @@ def _from_single_frames(files: list[tuple[Path, Any]], where: str, resample: boo
         intercept=intercept,
         multiframe=False,
         lossy=any(_is_lossy(h) for h in headers),
+        notes=[resampling.describe()] if resampling else [],
+        resampling=resampling,
     )
 
 
@@ -421,8 +486,8 @@ def _from_multiframe(path: Path, header: Any, resample: bool) -> DicomSeries:
     nominal = None
     if measures:
         nominal = measures[0].get("SpacingBetweenSlices") or measures[0].get("SliceThickness")
-    order, step, spacing = _sort_and_check(
-        positions, orientations[0], where, float(nominal) if nominal else None, resample
+    order, step, spacing, resampling = _sort_and_check(
+        positions, orientations[0], spacing_2d, where, float(nominal) if nominal else None, resample
     )
     rescales = [_rescale(header, item) for item in per_frame]
     _check_single(rescales, "RescaleSlope/Intercept", where)
@@ -433,7 +498,7 @@ def _from_multiframe(path: Path, header: Any, resample: bool) -> DicomSeries:
         frames=[int(i) for i in order],
         headers=[header] * count,
         affine=dicom_affine(orientations[0], spacing_2d, positions[order[0]], step),
-        shape=(count, int(header.Rows), int(header.Columns)),
+        shape=(resampling.count if resampling else count, int(header.Rows), int(header.Columns)),
         pixel_spacing=(float(spacing_2d[0]), float(spacing_2d[1])),
         slice_spacing=spacing,
         slice_thickness=float(thickness) if thickness else None,
@@ -441,6 +506,8 @@ def _from_multiframe(path: Path, header: Any, resample: bool) -> DicomSeries:
         intercept=intercept,
         multiframe=True,
         lossy=_is_lossy(header),
+        notes=[resampling.describe()] if resampling else [],
+        resampling=resampling,
     )
 
 
@@ -468,15 +535,17 @@ def open_series(path: Path, series_uid: str | None = None, resample_irregular: b
             skipped: non-DICOM files, DICOMDIR, non-image objects), a
             single-frame file (a one-slice volume) or an enhanced multi-frame file.
         series_uid: the SeriesInstanceUID to take from a folder holding several.
-        resample_irregular: asked to resample series with gantry tilt or
-            non-uniform spacing (not implemented yet: refused with a ConfigError).
+        resample_irregular: resample a series with gantry tilt or non-uniform
+            spacing onto a regular grid (planes perpendicular to the slice
+            normal, evenly spaced between the first and last slice, linear
+            interpolation; recorded in ``notes`` and ``resampling``) instead of refusing it.
 
     Raises:
         InputReadError: missing path, unreadable or truncated file.
         UnsupportedInputError: no image, several series without ``series_uid``,
             non-image DICOM, several orientations, frames of reference or
-            stacks, gantry tilt, non-uniform spacing, colour images.
-        ConfigError: ``series_uid`` is not in the folder; an irregular series with ``resample_irregular``.
+            stacks, gantry tilt or non-uniform spacing (without ``resample_irregular``), colour images.
+        ConfigError: ``series_uid`` is not in the folder.
     """
     if not path.exists():
         raise InputReadError(f"input not found: {path}")

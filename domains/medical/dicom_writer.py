@@ -14,6 +14,12 @@ SOPInstanceUIDs, the scaled geometry of :mod:`geometry`, ImageType
 references, stored values clipped into BitsStored, and Explicit VR Little
 Endian encoding. Private attributes are dropped: vendor headers (e.g. Siemens
 CSA) describe the source geometry and would be stale.
+
+Each output slice takes its header template and source reference from the
+source slice nearest to it along the slice normal. A source resampled onto a
+regular grid (:mod:`~srrestore.domains.medical.resample`) says so in
+DerivationDescription, and after a gantry tilt correction GantryDetectorTilt
+is set to 0 (the output slices are stacked along their normal).
 """
 
 from __future__ import annotations
@@ -89,8 +95,16 @@ class DerivedSeries:
         return slice_positions(self.affine, self.shape[0])
 
     def source_index(self, index: int) -> int:
-        """The source slice an output slice lies in (its header template and reference)."""
-        return index // self.factors[0]
+        """The source slice nearest output slice ``index`` along the slice normal (its header template and reference).
+
+        For a regular source this is the slice the output slice lies in
+        (``index // factors[0]``); for a resampled one (another slice count)
+        the nearest of the acquired slices.
+        """
+        columns, rows = self.affine[:3, 0], self.affine[:3, 1]
+        normal = np.cross(columns, rows) / np.linalg.norm(np.cross(columns, rows))
+        sources = self.source.source_positions @ normal
+        return int(np.argmin(np.abs(sources - self.positions[index] @ normal)))
 
 
 def factor_label(factors: tuple[int, int, int]) -> str:
@@ -111,7 +125,8 @@ def derive_series(source: DicomSeries, factors: tuple[int, int, int], descriptio
         source: the source series.
         factors: ``(slice, row, column)`` integer factors.
         description: what was done (model, phase, normalisation), put at the
-            start of DerivationDescription; the source thickness and spacing are appended.
+            start of DerivationDescription; the input resampling (if any), the
+            source thickness and spacing are appended.
 
     Returns:
         The :class:`DerivedSeries` (new UIDs drawn here).
@@ -128,8 +143,10 @@ def derive_series(source: DicomSeries, factors: tuple[int, int, int], descriptio
     if thickness is not None and through > 1:
         thickness = source.slice_spacing / through
     source_thickness = "absent" if source.slice_thickness is None else f"{source.slice_thickness:g} mm"
+    resampled = f"; input {source.resampling.describe()}" if source.resampling is not None else ""
     recorded = (
-        f"{description}; source SliceThickness {source_thickness}, slice spacing {source.slice_spacing:.6g} mm"
+        f"{description}{resampled}; source SliceThickness {source_thickness},"
+        f" slice spacing {source.slice_spacing:.6g} mm"
     )
     return DerivedSeries(
         source=source,
@@ -193,6 +210,8 @@ def _common(dataset: Any, derived: DerivedSeries, sop_instance_uid: str) -> None
     dataset.DerivationCodeSequence = Sequence([_code(_RESAMPLING)])
     if source.lossy:
         dataset.LossyImageCompression = "01"
+    if source.resampling is not None and source.resampling.corrects_tilt and "GantryDetectorTilt" in dataset:
+        dataset.GantryDetectorTilt = 0  # the output planes are stacked along their normal
 
 
 def _file_meta(sop_class: str, sop_instance: str) -> Any:

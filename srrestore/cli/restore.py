@@ -26,6 +26,9 @@ __all__ = ["restore"]
               help="Built-in variant: faithful (psnr) or sharper (gan).")
 @click.option("--cog", is_flag=True, help="GeoTIFF: write a Cloud-Optimised GeoTIFF.")
 @click.option("--series", "series_uid", default=None, help="DICOM: SeriesInstanceUID to restore from a folder.")
+@click.option("--resample-irregular", is_flag=True,
+              help="DICOM: resample a series with gantry tilt or uneven slice spacing onto a regular grid"
+              " instead of refusing it.")
 @click.option("--dask", default=None, metavar="ADDRESS",
               help="Compute the blocks on a Dask cluster (scheduler address, e.g. tcp://host:8786).")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")

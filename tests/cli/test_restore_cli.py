@@ -108,6 +108,35 @@ def test_bad_input_gives_one_line_exit_1_and_no_output(tmp_path, astronaut_png, 
         assert output.read_bytes() == b"keep me"
 
 
+def test_gantry_tilt_series_is_refused_or_resampled_with_the_flag(fixtures_dir, tmp_path, tiny_models):
+    from pydicom import dcmread
+    from srrestore.domains.medical.dicom_series import open_series
+    from srrestore.domains.medical.geometry import corner_points, slice_normal
+
+    tilted = fixtures_dir / "medical" / "ct_head_gantry_tilt"  # 3 real slices, 18.5 degree tilt
+    output = tmp_path / "sr"
+    result = run("restore", tilted, output, "--scale", "2", "--model", tiny_models["gray"], "--quiet")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "gantry tilt of 18.50 degrees" in lines[0] and "--resample-irregular" in lines[0]
+    assert not output.exists()
+    flags = ("--resample-irregular", "--scale", "2", "--model", tiny_models["gray"], "--quiet")
+    result = run("restore", tilted, output, *flags)
+    assert result.exit_code == 0, result.output
+    source, restored = open_series(tilted, resample_irregular=True), open_series(output)  # regular: no flag needed
+    assert restored.shape == (3, 1024, 1024) and restored.resampling is None
+    step = restored.affine[:3, 2] / np.linalg.norm(restored.affine[:3, 2])
+    assert np.linalg.norm(np.cross(step, slice_normal(source.header.ImageOrientationPatient))) < 1e-6  # no shear
+    error = corner_points(restored.affine, restored.shape[::-1]) - corner_points(source.affine, source.shape[::-1])
+    assert np.abs(error).max() < 1e-4
+    datasets = [dcmread(p) for p in sorted(output.iterdir())]
+    assert "input resampled onto a regular grid (gantry tilt of 18.50 degrees corrected)" in (
+        datasets[0].DerivationDescription
+    )
+    assert [d.SourceImageSequence[0].ReferencedSOPInstanceUID for d in datasets] == source.sop_instance_uids
+    assert all(float(d.GantryDetectorTilt) == 0 for d in datasets)
+
+
 def test_usage_errors_exit_2_and_debug_shows_the_traceback(tmp_path, astronaut_png, tiny_models):
     assert run("restore", astronaut_png).exit_code == 2
     assert run("restore", astronaut_png, tmp_path / "o.png", "--precision", "fp64").exit_code == 2

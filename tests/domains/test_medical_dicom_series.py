@@ -10,6 +10,8 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from srrestore.domains.medical.dicom_series import open_series
+from srrestore.domains.medical.dicom_writer import derive_series
+from srrestore.domains.medical.geometry import slice_normal
 
 from srrestore.errors import ConfigError, InputReadError, UnsupportedInputError
 
@@ -27,7 +29,7 @@ def tilted(fixtures_dir) -> Path:
 
 
 def dicom_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.name.startswith(("CT.", "0")))
+    return sorted(p for p in folder.iterdir() if p.name.startswith("CT.") or p.suffix == ".dcm")
 
 
 def rewrite(source: Path, target: Path, **changes) -> None:
@@ -83,15 +85,120 @@ def test_d1_shuffled_files_with_scrambled_numbers_sort_by_position(abdomen, tmp_
 
 
 def test_d2_gantry_tilt_is_refused_with_a_message_that_says_so(tilted):
-    with pytest.raises(UnsupportedInputError, match=r"gantry tilt of 18\.50 degrees"):
+    with pytest.raises(
+        UnsupportedInputError,
+        match=r"gantry tilt of 18\.50 degrees.*; `srrestore restore --resample-irregular` resamples it onto a regular grid$",
+    ):
         open_series(tilted)
-    with pytest.raises(ConfigError, match="not implemented yet"):
-        open_series(tilted, resample_irregular=True)
+
+
+def source_stack(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(stack, positions, orientation)`` of a folder's slices sorted along their normal, read with pydicom alone."""
+    datasets = [pydicom.dcmread(path) for path in dicom_files(folder)]
+    orientation = np.array(datasets[0].ImageOrientationPatient, dtype=float)
+    datasets.sort(key=lambda d: np.array(d.ImagePositionPatient, dtype=float) @ slice_normal(orientation))
+    positions = np.array([d.ImagePositionPatient for d in datasets], dtype=float)
+    return np.stack([d.pixel_array for d in datasets]), positions, orientation
+
+
+def check_regular_grid(series, positions: np.ndarray, orientation: np.ndarray) -> None:
+    """No shear, first plane at the first slice, last plane at the last slice's projection, even spacing."""
+    normal = slice_normal(orientation)
+    step = series.affine[:3, 2]
+    assert np.linalg.norm(np.cross(step / np.linalg.norm(step), normal)) < 1e-6 and step @ normal > 0
+    assert series.slice_spacing == pytest.approx(np.linalg.norm(step), abs=1e-9)
+    np.testing.assert_allclose(series.affine[:3, 3], positions[0], atol=1e-9)
+    last = series.affine @ [0, 0, series.shape[0] - 1, 1]
+    assert abs((last[:3] - positions[-1]) @ normal) < 1e-4
+    steps = np.diff(positions @ normal)
+    assert series.shape[0] == round(steps.sum() / np.median(steps)) + 1
+
+
+def test_d2_gantry_tilt_resampled_onto_a_regular_grid_on_request(tilted):
+    series = open_series(tilted, resample_irregular=True)
+    stack, positions, orientation = source_stack(tilted)
+    check_regular_grid(series, positions, orientation)
+    assert series.shape == (3, 512, 512) and series.slice_spacing == pytest.approx(4.0, abs=0.01)
+    assert series.notes == [
+        (
+            "resampled onto a regular grid (gantry tilt of 18.50 degrees corrected): 3 source slices to 3 slices at"
+            " 4.002 mm along the slice normal (linear interpolation)"
+        )
+    ]
+    volume = series.read_volume()
+    assert volume.dtype == np.int16 == stack.dtype
+    assert np.array_equal(volume[0], stack[0])  # the first slice is where the grids coincide
+    padding = int(series.header.PixelPaddingValue)
+    assert volume[volume != padding].min() >= stack[stack != padding].min()  # padding never bleeds into values
+    # plane k is slice k moved in-plane by its shear: rows only here (tilt about the patient's left-right axis)
+    row_spacing = float(series.header.PixelSpacing[0])
+    for k in (1, 2):
+        offset = positions[k] - positions[0]
+        shear = offset - (offset @ slice_normal(orientation)) * slice_normal(orientation)
+        assert abs(shear @ orientation[:3]) < 1e-9
+        rows = np.arange(150, 350)
+        source_rows = rows - (shear @ orientation[3:]) / row_spacing
+        below = np.floor(source_rows).astype(int)
+        fraction = (source_rows - below)[:, None]
+        lower, upper = stack[k, below, 150:350].astype(float), stack[k, below + 1, 150:350].astype(float)
+        expected = (1 - fraction) * lower + fraction * upper
+        assert np.abs(volume[k, rows, 150:350] - expected).max() <= 0.5 + 1e-9  # rounded to stored integers
+        plane = volume[k, rows, 150:350]
+        assert np.all((np.minimum(lower, upper) <= plane) & (plane <= np.maximum(lower, upper)))
+        assert not np.array_equal(volume[k], stack[k])
+
+
+def move_slices(abdomen: Path, folder: Path, offsets: list[float]) -> None:
+    """The real abdomen slices (2 mm apart) with slice k moved to ``offsets[k]`` mm above the first one."""
+    folder.mkdir()
+    files = sorted(dicom_files(abdomen), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    first = pydicom.dcmread(files[0]).ImagePositionPatient
+    for path, offset in zip(files, offsets):
+        rewrite(path, folder / path.name, ImagePositionPatient=[first[0], first[1], float(first[2]) + offset])
+
+
+def test_d2_uneven_series_resampled_keeps_the_slices_on_the_grid_and_interpolates_between(abdomen, tmp_path):
+    move_slices(abdomen, tmp_path / "uneven", [0.0, 2.0, 5.0, 6.0])  # steps 2, 3, 1 mm: planes at 0, 2, 4, 6
+    with pytest.raises(UnsupportedInputError, match=r"spacing \(steps 1 to 3 mm.*--resample-irregular"):
+        open_series(tmp_path / "uneven")
+    series = open_series(tmp_path / "uneven", resample_irregular=True)
+    stack, positions, orientation = source_stack(tmp_path / "uneven")
+    check_regular_grid(series, positions, orientation)
+    assert series.shape == (4, 512, 512) and series.slice_spacing == pytest.approx(2.0)
+    assert "slice steps of 1 to 3 mm made uniform): 4 source slices to 4 slices at 2.000 mm" in series.notes[0]
+    volume = series.read_volume()
+    assert volume.dtype == np.uint16 and volume.max() <= 4095
+    for plane, source in ((0, 0), (1, 1), (3, 3)):  # planes at 0, 2 and 6 mm land on source slices
+        assert np.array_equal(volume[plane], stack[source])
+    lower, upper = stack[1].astype(float), stack[2].astype(float)  # plane 2 (4 mm) lies 2/3 of the way from 2 to 5 mm
+    assert np.abs(volume[2] - (lower / 3 + 2 * upper / 3)).max() <= 0.5 + 1e-9
+    assert np.all((np.minimum(lower, upper) <= volume[2]) & (volume[2] <= np.maximum(lower, upper)))
+
+
+def test_resampled_slice_count_differs_and_outputs_reference_the_nearest_source_slice(abdomen, tmp_path):
+    move_slices(abdomen, tmp_path / "uneven", [0.0, 1.0, 2.5, 6.0])  # median step 1.5 mm: 5 planes, 0 to 6 mm
+    series = open_series(tmp_path / "uneven", resample_irregular=True)
+    assert series.shape[0] == 5 and len(series.headers) == 4
+    derived = derive_series(series, (1, 1, 1), "test")
+    assert [derived.source_index(i) for i in range(5)] == [0, 1, 2, 3, 3]  # planes at 0, 1.5, 3, 4.5, 6 mm
+    assert "input resampled onto a regular grid (slice steps of 1 to 3.5 mm made uniform)" in (
+        derived.derivation_description
+    )
+    regular = derive_series(open_series(abdomen), (2, 1, 1), "test")
+    assert [regular.source_index(i) for i in range(8)] == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
 def test_d2_full_gantry_tilt_series_reports_tilt_and_uneven_spacing(shared_data):
     with pytest.raises(UnsupportedInputError, match=r"gantry tilt of 18\.50 degrees.*non-uniform slice spacing"):
         open_series(shared_data / "medical" / "dicom" / "ct_head_gantry_tilt" / "series")
+    folder = shared_data / "medical" / "dicom" / "ct_head_gantry_tilt" / "series"  # 13 steps of 4 mm, 13 of 7 mm
+    series = open_series(folder, resample_irregular=True)
+    stack, positions, orientation = source_stack(folder)
+    check_regular_grid(series, positions, orientation)
+    assert series.shape == (37, 512, 512) and len(series.headers) == 28
+    assert "(gantry tilt of 18.50 degrees corrected, slice steps of 1.081 to 6.999 mm made uniform)" in series.notes[0]
+    volume = series.read_volume()
+    assert np.array_equal(volume[0], stack[0]) and volume.dtype == np.int16
 
 
 def test_rle_slices_decode_bit_identical_to_the_uncompressed_original(tilted, shared_data):
@@ -106,6 +213,11 @@ def test_d2_missing_slice_is_non_uniform_spacing(abdomen, tmp_path):
         shutil.copy(source, tmp_path)
     with pytest.raises(UnsupportedInputError, match=r"non-uniform slice spacing \(steps 2 to 4 mm"):
         open_series(tmp_path)
+    series = open_series(tmp_path, resample_irregular=True)  # slices at 0, 4, 6 mm: median step 3 mm
+    assert series.shape == (3, 512, 512) and series.slice_spacing == pytest.approx(3.0)
+    stack, _, _ = source_stack(tmp_path)
+    volume = series.read_volume()
+    assert np.array_equal(volume[0], stack[0]) and np.array_equal(volume[2], stack[2])
 
 
 def test_d1_several_orientations_frames_of_reference_or_stacks_are_refused(abdomen, tmp_path):

@@ -172,6 +172,33 @@ def test_series_option_restores_one_series_of_a_folder(abdomen, tmp_path, models
         restore_dicom(tmp_path / "two", tmp_path / "sr", options(model=models["in2"], series_uid=uid))
 
 
+def test_uneven_series_is_resampled_on_request_and_written_as_a_regular_series(small_abdomen, tmp_path, models):
+    """Slices moved to 0, 1, 2.5 and 6 mm: 5 planes 1.5 mm apart from 4 source slices, then x2 in-plane."""
+    uneven = tmp_path / "uneven"
+    uneven.mkdir()
+    paths = sorted(small_abdomen.glob("CT.*"), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    first = pydicom.dcmread(paths[0]).ImagePositionPatient
+    for path, offset in zip(paths, (0.0, 1.0, 2.5, 6.0)):
+        dataset = pydicom.dcmread(path)
+        dataset.ImagePositionPatient = [first[0], first[1], float(first[2]) + offset]
+        dataset.save_as(uneven / path.name)
+    with pytest.raises(UnsupportedInputError, match="non-uniform slice spacing.*--resample-irregular"):
+        restore_dicom(uneven, tmp_path / "refused", options(model=models["in2"], scale=2))
+    assert not (tmp_path / "refused").exists()
+    output = tmp_path / "sr"
+    report = restore_dicom(uneven, output, options(model=models["in2"], scale=2, resample_irregular=True))
+    source, result = open_series(uneven, resample_irregular=True), open_series(output)
+    assert source.shape == (5, 48, 40) and result.shape == (5, 96, 80) and result.resampling is None
+    assert result.slice_spacing == pytest.approx(1.5, abs=1e-6)
+    error = corner_points(result.affine, result.shape[::-1]) - corner_points(source.affine, source.shape[::-1])
+    assert np.abs(error).max() < 1e-4
+    assert any("slice steps of 1 to 3.5 mm made uniform" in note for note in report.notes)
+    datasets = [pydicom.dcmread(p) for p in sorted(output.iterdir())]
+    references = [d.SourceImageSequence[0].ReferencedSOPInstanceUID for d in datasets]
+    assert references == [source.sop_instance_uids[k] for k in (0, 1, 2, 3, 3)]  # nearest along the normal
+    assert "input resampled onto a regular grid (slice steps" in datasets[0].DerivationDescription
+
+
 def test_pixel_padding_stays_padding_and_nothing_else_becomes_padding(fixtures_dir, tmp_path, models):
     source = fixtures_dir / "medical" / "ct_head_gantry_tilt" / "01.dcm"  # one slice: no tilt to detect
     padding = pydicom.dcmread(source).PixelPaddingValue  # -1500 outside the scanned circle
