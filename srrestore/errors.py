@@ -7,6 +7,7 @@ any :class:`SRRestoreError` into one line on stderr and exit code 1.
 
 from __future__ import annotations
 
+import pickle
 from difflib import get_close_matches
 from typing import Iterable
 
@@ -24,6 +25,7 @@ __all__ = [
     "SRRestoreWarning",
     "GeometryWarning",
     "check_choice",
+    "one_line",
 ]
 
 
@@ -57,6 +59,14 @@ def check_choice(option: str, value: str, choices: Iterable[str]) -> str:
     hint = get_close_matches(normalised, known, n=1)
     suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
     raise ConfigError(f"unknown {option} {value!r}{suggestion}; known: {', '.join(known)}")
+
+
+def one_line(error: BaseException) -> str:
+    """A library error as one line; for torch's long weights-only refusal, only its reason."""
+    paragraphs = [" ".join(part.split()) for part in str(error).split("\n\n") if part.strip()]
+    if isinstance(error, pickle.UnpicklingError) and len(paragraphs) >= 3:
+        return paragraphs[-2]
+    return " ".join(paragraphs) or type(error).__name__
 
 
 class CheckpointError(SRRestoreError, ValueError):

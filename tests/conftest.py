@@ -55,3 +55,20 @@ def read_only_folder(tmp_path: Path):
         yield folder
     finally:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.fixture
+def fake_monai_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A torch hub cache holding the offline stand-in of Project-MONAI/perceptual-models
+    (tests/fixtures/monai_hub: a small conv network in place of RadImageNet's ResNet50) and
+    its fixed-seed weights file; ``TORCH_HOME`` points at it. Returns the hub folder."""
+    import shutil
+
+    hub = tmp_path / "torch" / "hub"
+    repo = shutil.copytree(FIXTURES / "monai_hub", hub / "Project-MONAI_perceptual-models_main")
+    torch.manual_seed(0)
+    network = torch.hub.load(str(repo), "features", source="local")
+    (hub / "monai_checkpoints").mkdir()
+    torch.save(network.state_dict(), hub / "monai_checkpoints" / "RadImageNet-ResNet50_notop.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return hub

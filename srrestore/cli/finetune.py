@@ -76,14 +76,19 @@ def _run(inputs: list[Path], output: Path, options: Any, slice_profile: str | No
 @click.option("--pixel-loss", type=click.Choice(["l1", "l2", "charbonnier"]), default="l1", show_default=True)
 @click.option("--pixel-weight", type=click.FloatRange(0), default=1.0, show_default=True)
 @click.option("--perceptual-weight", type=click.FloatRange(0), default=0.0, show_default=True,
-              help="Weight of the VGG19 perceptual loss (0: off; e.g. 0.01 for sharper results).")
+              help="Weight of the perceptual loss (0: off; e.g. 0.01 for sharper results).")
+@click.option("--perceptual-network", default="vgg19", show_default=True,
+              help="Perceptual features: vgg19 (see --vgg-weights) or radimagenet_resnet50 (MONAI's loss on "
+                   "RadImageNet's medical ResNet50, read from the torch hub cache $TORCH_HOME/hub).")
 @click.option("--adversarial/--no-adversarial", default=False, show_default=True,
               help="Train a discriminator and add the adversarial loss (sharper, slower, lower PSNR).")
 @click.option("--adversarial-weight", type=click.FloatRange(0), default=1e-3, show_default=True)
 @click.option("--vgg-weights", default="random", show_default=True,
-              help="Perceptual features: random (generic, no download), imagenet, or a .pth/.safetensors file.")
+              help="VGG19 features: random (generic, no download), imagenet, or a .pth/.safetensors file.")
 @click.option("--vgg-layer", default="relu2_2", show_default=True, help="VGG19 layer of the perceptual loss.")
-@click.option("--allow-download", is_flag=True, help="Let --vgg-weights imagenet download torchvision's file.")
+@click.option("--allow-download", is_flag=True,
+              help="Let --vgg-weights imagenet download torchvision's file, and --perceptual-network "
+                   "radimagenet_resnet50 its torch hub repository (code it runs) and weights.")
 @click.option("--blur-sigma", default=None,
               help="PSF sigma in HR pixels, a value or MIN,MAX [default: the domain's sensor model].")
 @click.option("--noise-sigma", default=None,
@@ -116,6 +121,7 @@ def finetune(inputs: tuple[Path, ...], output: Path, reference: tuple[Path, ...]
       srrestore finetune scene.tif --out sharp.safetensors --adversarial --perceptual-weight 0.01
       srrestore finetune b60m.tif --reference b30m.tif --scale 2 --out m.safetensors
       srrestore finetune thick_mr.nii.gz --out mr.safetensors --slice-profile box
+      srrestore finetune ct.nii.gz -o ct.safetensors --perceptual-network radimagenet_resnet50 --perceptual-weight 0.01
       srrestore restore scene.tif scene_x4.tif --model scene_x4.safetensors
     """
     from srrestore.training.finetune import FinetuneOptions

@@ -1,7 +1,9 @@
-"""Losses of SR-GAN training: pixel, adversarial, content (VGG19 perceptual or
-discriminator feature matching) and the weighted generator total."""
+"""Losses of SR-GAN training: pixel, adversarial, content (VGG19 perceptual, MONAI's
+perceptual loss on RadImageNet, or discriminator feature matching) and the weighted
+generator total."""
 
 from srrestore.losses.adversarial import ADVERSARIAL_KINDS, AdversarialLoss
+from srrestore.losses.monai_perceptual import PERCEPTUAL_NETWORKS, MonaiPerceptualLoss, check_perceptual_network
 from srrestore.losses.perceptual import (
     VGG19,
     VGG19_IMAGENET_URL,
@@ -22,6 +24,8 @@ __all__ = [
     "FeatureMatchingLoss",
     "GeneratorLoss",
     "LossConfig",
+    "MonaiPerceptualLoss",
+    "PERCEPTUAL_NETWORKS",
     "PIXEL_KINDS",
     "PerceptualLoss",
     "PixelLoss",
@@ -29,6 +33,7 @@ __all__ = [
     "VGG19_IMAGENET_URL",
     "VGG19_LAYERS",
     "VGG_WEIGHT_SOURCES",
+    "check_perceptual_network",
     "load_vgg19",
     "resolve_vgg_weights",
 ]

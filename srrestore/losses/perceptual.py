@@ -43,6 +43,7 @@ from srrestore.errors import (
     UnsupportedInputError,
     WeightsUnavailableError,
     check_choice,
+    one_line,
 )
 
 __all__ = [
@@ -125,14 +126,6 @@ def resolve_vgg_weights(weights: str | os.PathLike[str]) -> str | Path:
         raise ConfigError(f"{error} or a path to a {'/'.join(WEIGHT_FILE_SUFFIXES)} file") from error
 
 
-def _one_line(error: BaseException) -> str:
-    """A library error as one line; for torch's long weights-only refusal, only its reason."""
-    paragraphs = [" ".join(part.split()) for part in str(error).split("\n\n") if part.strip()]
-    if isinstance(error, pickle.UnpicklingError) and len(paragraphs) >= 3:
-        return paragraphs[-2]
-    return " ".join(paragraphs) or type(error).__name__
-
-
 def _read_weight_file(path: Path) -> Mapping[str, torch.Tensor]:
     """Read a state dict from ``.safetensors`` or, refusing pickled code, ``.pth``/``.pt``."""
     if not path.is_file():
@@ -146,9 +139,9 @@ def _read_weight_file(path: Path) -> Mapping[str, torch.Tensor]:
             return load_file(str(path), device="cpu")
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise CheckpointError(f"refused unsafe or corrupt VGG19 weights {path}: {_one_line(error)}") from error
+        raise CheckpointError(f"refused unsafe or corrupt VGG19 weights {path}: {one_line(error)}") from error
     except Exception as error:  # safetensors and torch.load raise library-specific types
-        raise CheckpointError(f"cannot read VGG19 weights {path}: {_one_line(error)}") from error
+        raise CheckpointError(f"cannot read VGG19 weights {path}: {one_line(error)}") from error
 
 
 def _read_imagenet_weights(url: str, model_dir: Path, allow_download: bool) -> Mapping[str, torch.Tensor]:
@@ -165,12 +158,12 @@ def _read_imagenet_weights(url: str, model_dir: Path, allow_download: bool) -> M
             url, model_dir=str(model_dir), map_location="cpu", check_hash=True, weights_only=True
         )
     except pickle.UnpicklingError as error:
-        raise CheckpointError(f"refused unsafe or corrupt VGG19 weights {cached}: {_one_line(error)}") from error
+        raise CheckpointError(f"refused unsafe or corrupt VGG19 weights {cached}: {one_line(error)}") from error
     except (OSError, RuntimeError) as error:
         if cached.is_file():
-            raise CheckpointError(f"cannot read VGG19 weights {cached}: {_one_line(error)}") from error
+            raise CheckpointError(f"cannot read VGG19 weights {cached}: {one_line(error)}") from error
         raise WeightsUnavailableError(
-            f"cannot download VGG19 weights from {url}: {_one_line(error)}; give a local .pth/.safetensors file, "
+            f"cannot download VGG19 weights from {url}: {one_line(error)}; give a local .pth/.safetensors file, "
             f"weights='random' or use the content loss 'feature-matching'"
         ) from error
 
@@ -185,7 +178,7 @@ def _vgg_from_state_dict(state: Mapping[str, torch.Tensor], source: str) -> VGG1
         model.load_state_dict(features, strict=True, assign=True)
     except RuntimeError as error:
         raise CheckpointError(
-            f"VGG19 weights {source} do not fit torchvision's layout (features.0.weight ...): {_one_line(error)}"
+            f"VGG19 weights {source} do not fit torchvision's layout (features.0.weight ...): {one_line(error)}"
         ) from error
     return model
 

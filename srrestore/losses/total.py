@@ -16,13 +16,14 @@ from torch import nn
 
 from srrestore.errors import ConfigError, check_choice
 from srrestore.losses.adversarial import ADVERSARIAL_KINDS, AdversarialLoss
+from srrestore.losses.monai_perceptual import MONAI_NETWORKS, MonaiPerceptualLoss
 from srrestore.losses.perceptual import VGG19_LAYERS, FeatureMatchingLoss, PerceptualLoss, resolve_vgg_weights
 from srrestore.losses.pixel import PIXEL_KINDS, PixelLoss
 from srrestore.models.discriminator import PatchDiscriminator
 
 __all__ = ["CONTENT_KINDS", "LossConfig", "GeneratorLoss"]
 
-CONTENT_KINDS = ("vgg", "feature-matching", "none")
+CONTENT_KINDS = ("vgg", *MONAI_NETWORKS, "feature-matching", "none")
 
 
 @dataclass
@@ -36,11 +37,14 @@ class LossConfig:
         pixel: ``"l2"``, ``"l1"`` or ``"charbonnier"`` (:class:`PixelLoss`).
         pixel_eps: Charbonnier's ``eps`` in intensity units.
         adversarial: ``"vanilla"``, ``"relativistic"`` or ``"hinge"`` (:class:`AdversarialLoss`).
-        content: ``"vgg"`` (:class:`PerceptualLoss`), ``"feature-matching"``
+        content: ``"vgg"`` (:class:`PerceptualLoss`), ``"radimagenet_resnet50"``
+            (:class:`MonaiPerceptualLoss`, MONAI's loss on RadImageNet's
+            ResNet50 from torch hub's cache), ``"feature-matching"``
             (:class:`FeatureMatchingLoss` over the discriminator) or ``"none"``.
         vgg_weights: ``"imagenet"``, ``"random"`` or a weights file path (:func:`load_vgg19`).
         vgg_layer: VGG19 layer name, e.g. ``"relu5_4"`` or ``"conv5_4"``.
-        allow_download: let ``"imagenet"`` download torchvision's file when not cached.
+        allow_download: let ``"imagenet"`` download torchvision's file, and
+            ``"radimagenet_resnet50"`` its torch hub repository and weights, when not cached.
         vgg_model_dir: cache folder for ImageNet weights (None: torch hub's).
         alpha: weight of the pixel loss (>= 0).
         beta: weight of the adversarial loss (>= 0).
@@ -94,7 +98,8 @@ class GeneratorLoss(nn.Module):
         config: the choices; None means ``LossConfig()``.
 
     Raises:
-        WeightsUnavailableError, CheckpointError: VGG19 weights (see :func:`load_vgg19`).
+        WeightsUnavailableError, CheckpointError: VGG19 weights (see :func:`load_vgg19`)
+            or the MONAI network (see :class:`MonaiPerceptualLoss`).
     """
 
     def __init__(self, config: LossConfig | None = None) -> None:
@@ -102,7 +107,7 @@ class GeneratorLoss(nn.Module):
         self.config = config if config is not None else LossConfig()
         self.pixel = PixelLoss(self.config.pixel, self.config.pixel_eps)
         self.adversarial = AdversarialLoss(self.config.adversarial)
-        self.content: PerceptualLoss | FeatureMatchingLoss | None = None
+        self.content: PerceptualLoss | MonaiPerceptualLoss | FeatureMatchingLoss | None = None
         if self.config.gamma > 0 and self.config.content == "vgg":
             self.content = PerceptualLoss(
                 self.config.vgg_layer,
@@ -110,6 +115,8 @@ class GeneratorLoss(nn.Module):
                 allow_download=self.config.allow_download,
                 model_dir=self.config.vgg_model_dir,
             )
+        elif self.config.gamma > 0 and self.config.content in MONAI_NETWORKS:
+            self.content = MonaiPerceptualLoss(self.config.content, allow_download=self.config.allow_download)
         elif self.config.gamma > 0:
             self.content = FeatureMatchingLoss()
 
@@ -159,7 +166,7 @@ class GeneratorLoss(nn.Module):
                 parts["adversarial"] = self.adversarial.generator_loss(fake_logits, real_logits)
             if matching:
                 parts["content"] = self.content(fake_features, real_features)
-        if isinstance(self.content, PerceptualLoss):
+        if isinstance(self.content, (PerceptualLoss, MonaiPerceptualLoss)):
             parts["content"] = self.content(prediction, target)
         weights = {"pixel": config.alpha, "adversarial": config.beta, "content": config.gamma}
         total = sum((weights[name] * value for name, value in parts.items()), start=prediction.new_zeros(()))

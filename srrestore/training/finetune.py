@@ -31,11 +31,14 @@ exponential moving average (EMA) of the weights is saved. The run stops after
 ``steps`` steps or before a step that would pass ``max_minutes`` (counted from
 ``started``), and saves in both cases.
 
-Perceptual features come from one explicit source (``vgg_weights``):
-``"random"`` (the default: generic features of a fixed-seed VGG19, no
-download), ``"imagenet"`` (torchvision's file, cached or downloaded with
-``allow_download``) or a weights file. The source is recorded in the model card
-and reported in the notes; it is never swapped silently.
+Perceptual features come from one explicit network (``perceptual_network``)
+and source. ``"vgg19"`` (the default) takes ``vgg_weights``: ``"random"`` (the
+default: generic features of a fixed-seed VGG19, no download), ``"imagenet"``
+(torchvision's file, cached or downloaded with ``allow_download``) or a weights
+file. ``"radimagenet_resnet50"`` is MONAI's perceptual loss on RadImageNet's
+medical ResNet50 (:mod:`srrestore.losses.monai_perceptual`), read from torch
+hub's cache or, with ``allow_download``, fetched. The network and source are
+recorded in the model card and reported in the notes; never swapped silently.
 
 Channels: the fine-tuned model takes the data's channel count. A pretrained
 model with another count is adapted through grey by
@@ -67,6 +70,7 @@ from srrestore import __version__
 from srrestore.engine.atomic import check_output_path
 from srrestore.engine.devices import resolve_device
 from srrestore.errors import CheckpointError, ConfigError, check_choice
+from srrestore.losses.monai_perceptual import MONAI_NETWORKS, check_perceptual_network
 from srrestore.losses.perceptual import VGG19_LAYERS, resolve_vgg_weights
 from srrestore.losses.pixel import PIXEL_KINDS
 from srrestore.losses.total import GeneratorLoss, LossConfig
@@ -106,16 +110,22 @@ class FinetuneOptions:
         learning_rate: Adam's peak learning rate (cosine-annealed to 1 %).
         pixel_loss: ``"l1"``, ``"l2"`` or ``"charbonnier"``.
         pixel_weight: weight of the pixel loss (>= 0).
-        perceptual_weight: weight of the VGG19 perceptual loss (>= 0; 0 = off,
-            the default: on the CPU it costs about 3 times a pixel-only step per band).
+        perceptual_weight: weight of the perceptual loss (>= 0; 0 = off, the
+            default: on the CPU VGG19 costs about 3 times a pixel-only step per band).
+        perceptual_network: ``"vgg19"`` (the project's VGG19, default) or
+            ``"radimagenet_resnet50"`` (MONAI's loss on RadImageNet's medical
+            ResNet50, from torch hub's cache; LPIPS-style values in ``[0, 2]``,
+            another scale than VGG19's MSE); ``medicalnet_*`` (3-D) are refused.
         adversarial: train a discriminator and use the adversarial loss (off by
             default: the defaults give a faithful, PSNR-oriented model within the
             CPU budget; ``adversarial=True, perceptual_weight=0.01`` a sharper one).
         adversarial_weight: weight of the adversarial loss when ``adversarial``.
         discriminator_features: width of the patch discriminator's stem.
-        vgg_weights: ``"random"`` (generic features, default), ``"imagenet"`` or a file path.
+        vgg_weights: ``"random"`` (generic features, default), ``"imagenet"`` or a
+            file path (``perceptual_network="vgg19"`` only).
         vgg_layer: VGG19 layer of the perceptual loss (e.g. ``"relu2_2"``, ``"relu5_4"``).
-        allow_download: let ``vgg_weights="imagenet"`` download torchvision's file.
+        allow_download: let ``vgg_weights="imagenet"`` download torchvision's
+            file, and ``"radimagenet_resnet50"`` its hub repository and weights.
         blur_sigma: Gaussian PSF of the synthetic degradation in HR pixels, a
             value or a ``(min, max)`` range; None: the domain's default.
         noise_sigma: Gaussian noise of the synthetic degradation in normalised
@@ -143,6 +153,7 @@ class FinetuneOptions:
     pixel_loss: str = "l1"
     pixel_weight: float = 1.0
     perceptual_weight: float = 0.0
+    perceptual_network: str = "vgg19"
     adversarial: bool = False
     adversarial_weight: float = 1e-3
     discriminator_features: int = 32
@@ -162,6 +173,7 @@ class FinetuneOptions:
     def __post_init__(self) -> None:
         self.phase = check_choice("phase", self.phase, ("psnr", "gan"))
         self.pixel_loss = check_choice("pixel loss", self.pixel_loss, PIXEL_KINDS)
+        self.perceptual_network = check_perceptual_network(self.perceptual_network)
         self.vgg_layer = check_choice("VGG19 layer", self.vgg_layer, VGG19_LAYERS)
         self.vgg_weights = str(resolve_vgg_weights(self.vgg_weights))
         self.reference = tuple(Path(path) for path in self.reference)
@@ -192,9 +204,10 @@ class FinetuneOptions:
 
     def loss_config(self) -> LossConfig:
         """The generator loss these options ask for."""
+        content = "vgg" if self.perceptual_network == "vgg19" else self.perceptual_network
         return LossConfig(
             pixel=self.pixel_loss,
-            content="vgg" if self.perceptual_weight > 0 else "none",
+            content=content if self.perceptual_weight > 0 else "none",
             vgg_weights=self.vgg_weights,
             vgg_layer=self.vgg_layer,
             allow_download=self.allow_download,
@@ -312,7 +325,7 @@ class FinetuneReport:
         evaluation: ``{"bicubic" | "pretrained" | "finetuned": {"psnr", "l1"}}``
             on fixed training patches, normalised units.
         sources: the images that gave patches.
-        notes: what the user should know (adaptation, VGG source, skipped images).
+        notes: what the user should know (adaptation, perceptual network, skipped images).
     """
 
     output: Path
@@ -388,9 +401,12 @@ def _notes(options: FinetuneOptions, pretrained: PretrainedModel, dataset: Valid
     if pretrained.adapted_from is not None:
         notes.append(f"pretrained model {pretrained.name} takes {pretrained.adapted_from} channel(s); "
                      f"adapted to {pretrained.channels} through grey before fine-tuning")
-    if options.perceptual_weight > 0 and options.vgg_weights == "random":
+    if options.perceptual_weight > 0 and options.perceptual_network == "vgg19" and options.vgg_weights == "random":
         notes.append("perceptual loss on random VGG19 features (generic); pass --vgg-weights imagenet "
                      "(with --allow-download) or a weights file for ImageNet features")
+    if options.perceptual_weight > 0 and options.perceptual_network in MONAI_NETWORKS:
+        notes.append(f"perceptual loss on {MONAI_NETWORKS[options.perceptual_network]} "
+                     f"from the torch hub cache {torch.hub.get_dir()}")
     if dataset.skipped:
         notes.append(f"no valid {options.patch_size}-pixel patch in {', '.join(dataset.skipped)}: not used")
     return notes
@@ -464,7 +480,7 @@ def finetune(
         ConfigError: bad options for these data (patch size, no valid patch...).
         OutputExistsError, OutputWriteError: the output exists (without
             ``overwrite``) or cannot be written.
-        WeightsUnavailableError, CheckpointError: the VGG19 weights asked for.
+        WeightsUnavailableError, CheckpointError: the perceptual network's weights asked for.
     """
     started = time.monotonic() if started is None else started
     output = Path(output)
@@ -540,8 +556,9 @@ def _card(report: FinetuneReport, options: FinetuneOptions, pretrained: Pretrain
     scale = f"x{sy}" if sy == sx else f"x{sy}x{sx}"
     losses = {"pixel": f"{options.pixel_loss} x {options.pixel_weight:g}"}
     if options.perceptual_weight > 0:
-        losses["perceptual"] = (f"VGG19 {options.vgg_layer} ({options.vgg_weights} weights) "
-                                f"x {options.perceptual_weight:g}")
+        network = MONAI_NETWORKS.get(options.perceptual_network,
+                                     f"VGG19 {options.vgg_layer} ({options.vgg_weights} weights)")
+        losses["perceptual"] = f"{network} x {options.perceptual_weight:g}"
     if options.adversarial_loss_weight > 0:
         losses["adversarial"] = f"vanilla GAN x {options.adversarial_loss_weight:g}"
     return {

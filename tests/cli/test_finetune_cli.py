@@ -95,6 +95,8 @@ def test_medical_inputs_go_to_the_medical_pipeline(tmp_path, tiny, monkeypatch):
     (["{scene}", "--patch-size", "18"], "patch size 18 must be a positive multiple of the scale"),
     (["{scene}", "--reference", "{scene}", "--reference", "{scene}"], "one --reference per scene"),
     (["{scene}", "--slice-profile", "box"], "--slice-profile applies to NIfTI and DICOM scans"),
+    (["{scene}", "--perceptual-network", "medicalnet_resnet10_23datasets"], "fine-tuning trains on 2-D patches"),
+    (["{scene}", "--perceptual-network", "resnet50"], "unknown perceptual network 'resnet50'"),
 ])
 def test_bad_input_is_one_line_and_exit_code_1(tmp_path, scene, tiny, arguments, message):
     png = tmp_path / "photo.png"
@@ -121,6 +123,25 @@ def test_command_defaults_are_the_options_defaults():
     defaults = FinetuneOptions()
     for parameter in finetune_command.params:
         if parameter.name in ("learning_rate", "steps", "max_minutes", "batch_size", "patch_size", "pixel_loss",
-                              "pixel_weight", "perceptual_weight", "adversarial", "adversarial_weight",
+                              "pixel_weight", "perceptual_weight", "perceptual_network", "adversarial",
+                              "adversarial_weight",
                               "vgg_weights", "vgg_layer", "min_valid_fraction", "seed", "model", "phase", "device"):
             assert parameter.default == getattr(defaults, parameter.name), parameter.name
+
+
+def test_a_scan_fine_tunes_with_radimagenet_features_from_the_hub_cache(tmp_path, tiny, fake_monai_hub):
+    import nibabel as nib
+    import numpy as np
+
+    volume = tmp_path / "thick.nii.gz"
+    camera = data.camera().astype(np.int16)
+    slices = np.stack([camera[64 * k : 64 * k + 64, 128:192] for k in range(6)], axis=-1)  # 1 x 1 x 2 mm
+    nib.save(nib.Nifti1Image(slices, np.diag([1.0, 1.0, 2.0, 1.0])), volume)
+    model = tmp_path / "scan.safetensors"
+    result = run("finetune", volume, "--out", model, "--model", tiny, *FAST, "--perceptual-weight", "0.01",
+                 "--perceptual-network", "radimagenet_resnet50")
+    assert result.exit_code == 0, result.output
+    info = read_checkpoint_info(model)
+    assert info.card["losses"]["perceptual"].startswith("RadImageNet ResNet50 (MONAI PerceptualLoss")
+    assert info.training["options"]["perceptual_network"] == "radimagenet_resnet50"
+    assert info.training["losses"]["last"]["content"] > 0

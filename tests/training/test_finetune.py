@@ -169,3 +169,36 @@ def test_options_and_models_are_checked_with_one_line_errors(tmp_path, tiny_rgb,
         finetune(load_pretrained(imagenet, 3), [FinetuneImage("coffee", coffee)], tmp_path / "m.safetensors",
                  imagenet, Degradation(scale=SCALE))
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_radimagenet_features_from_the_hub_cache_train_and_are_recorded(tmp_path, tiny_rgb, fake_monai_hub):
+    grey = unit(data.camera()[100:228, 100:228])  # one channel, like a medical slice
+    options = FinetuneOptions(model=str(tiny_rgb), **{**FAST, "steps": 3, "perceptual_weight": 0.01,
+                                                      "perceptual_network": "RadImageNet_ResNet50"})
+    assert options.perceptual_network == "radimagenet_resnet50"
+    assert options.loss_config().content == "radimagenet_resnet50" and FinetuneOptions().loss_config().content == "none"
+    assert FinetuneOptions(perceptual_weight=0.01).loss_config().content == "vgg"
+    output = tmp_path / "radimagenet.safetensors"
+    report = finetune(load_pretrained(options, 1), [FinetuneImage("camera", grey)], output, options,
+                      Degradation(scale=SCALE, kernel="area"))
+    assert report.steps == 3 and report.last_losses["content"] > 0
+    assert any("RadImageNet ResNet50" in note and str(fake_monai_hub) in note for note in report.notes)
+    assert not any("VGG19" in note for note in report.notes)
+    info = read_checkpoint_info(output)
+    assert info.card["losses"]["perceptual"] == ("RadImageNet ResNet50 (MONAI PerceptualLoss, torch hub "
+                                                 "Project-MONAI/perceptual-models) x 0.01")
+    assert info.training["options"]["perceptual_network"] == "radimagenet_resnet50"
+
+
+def test_radimagenet_without_the_hub_cache_or_in_3d_is_refused(tmp_path, tiny_rgb, monkeypatch):
+    with pytest.raises(ConfigError, match="'medicalnet_resnet10_23datasets' is a 3-D MedicalNet and fine-tuning "
+                                          "trains on 2-D patches"):
+        FinetuneOptions(perceptual_network="medicalnet_resnet10_23datasets")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
+    options = FinetuneOptions(model=str(tiny_rgb), **{**FAST, "perceptual_weight": 0.01,
+                                                      "perceptual_network": "radimagenet_resnet50"})
+    output = tmp_path / "m.safetensors"
+    with pytest.raises(WeightsUnavailableError, match="--allow-download"):
+        finetune(load_pretrained(options, 1), [FinetuneImage("camera", unit(data.camera()[:128, :128]))], output,
+                 options, Degradation(scale=SCALE))
+    assert not output.exists() and not (tmp_path / "empty-cache").exists()
