@@ -45,17 +45,25 @@ model with another count is adapted through grey by
 :func:`~srrestore.training.channels.adapt_channels` (a 1-channel model becomes a
 ``C``-channel one whose features start from the band mean).
 
-Quality is measured on fixed patches of the training data (not held out),
-before and after, in normalised units (PSNR with data range 1): bicubic, the
-pretrained model and the fine-tuned model.
+Held-out validation and the saved weights: a band of each image (``holdout_fraction``
+of its longer axis, see :func:`~srrestore.training.patches.holdout_band`) is
+kept out of training. Every ``validation_interval`` steps and at the end, the
+EMA weights are scored on fixed held-out patches (PSNR in normalised units,
+data range 1); the best weights are saved, the pretrained ones (step 0)
+included: fine-tuning never saves a model that does worse on held-out data
+than where it started. Small data overfit fast, so this matters most on small
+scenes and scans. Images too small for a band are trained on in full; when no
+image has one, the scores come from fixed training patches and the notes say
+the check could not be made (the last weights are saved).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -86,8 +94,8 @@ from srrestore.training.trainer import describe_device
 
 __all__ = ["FinetuneImage", "FinetuneOptions", "FinetuneReport", "PretrainedModel", "finetune", "load_pretrained"]
 
-EVALUATION_KEY = 1 << 40  # patch keys of the fixed evaluation patches, apart from training keys
-EVALUATION_PATCHES = 16
+EVALUATION_KEY = 1 << 40  # keys of the fixed training patches scored when nothing is held out
+EVALUATION_PATCHES = 32
 LOSS_WINDOW = 20  # steps averaged for the reported first and last losses
 MIN_LR_RATIO = 0.01  # the cosine schedule's floor
 ADAM_BETAS = (0.9, 0.99)
@@ -108,6 +116,9 @@ class FinetuneOptions:
         batch_size: patches per step.
         patch_size: HR patch side in pixels (a multiple of the scale).
         learning_rate: Adam's peak learning rate (cosine-annealed to 1 %).
+        holdout_fraction: share of each image's longer axis held out to score
+            the weights, in ``[0, 0.5]``; 0 turns the held-out check off.
+        validation_interval: steps between held-out scores (the best weights are saved).
         pixel_loss: ``"l1"``, ``"l2"`` or ``"charbonnier"``.
         pixel_weight: weight of the pixel loss (>= 0).
         perceptual_weight: weight of the perceptual loss (>= 0; 0 = off, the
@@ -150,6 +161,8 @@ class FinetuneOptions:
     batch_size: int = 8
     patch_size: int = 64
     learning_rate: float = 2e-4
+    holdout_fraction: float = 0.1
+    validation_interval: int = 50
     pixel_loss: str = "l1"
     pixel_weight: float = 1.0
     perceptual_weight: float = 0.0
@@ -184,6 +197,8 @@ class FinetuneOptions:
             "batch_size": isinstance(self.batch_size, int) and self.batch_size >= 1,
             "patch_size": isinstance(self.patch_size, int) and self.patch_size >= 1,
             "learning_rate": _finite(self.learning_rate) and self.learning_rate > 0,
+            "holdout_fraction": _finite(self.holdout_fraction) and 0 <= self.holdout_fraction <= 0.5,
+            "validation_interval": isinstance(self.validation_interval, int) and self.validation_interval >= 1,
             "pixel_weight": _finite(self.pixel_weight) and self.pixel_weight >= 0,
             "perceptual_weight": _finite(self.perceptual_weight) and self.perceptual_weight >= 0,
             "adversarial_weight": _finite(self.adversarial_weight) and self.adversarial_weight >= 0,
@@ -322,8 +337,11 @@ class FinetuneReport:
         first_losses, last_losses: mean unweighted loss parts (``pixel``,
             ``content``, ``adversarial``, ``discriminator``) over the first and
             last steps (up to 20 each).
-        evaluation: ``{"bicubic" | "pretrained" | "finetuned": {"psnr", "l1"}}``
-            on fixed training patches, normalised units.
+        evaluation: ``{"bicubic" | "pretrained" | "last" | "finetuned": {"psnr", "l1"}}``
+            in normalised units: bicubic, the starting weights, the last
+            weights and the saved (best) ones, on ``evaluated_on`` patches.
+        evaluated_on: ``"held-out"`` or ``"training"`` (no image had room for a held-out band).
+        best_step: the step whose weights were saved (0: the pretrained ones).
         sources: the images that gave patches.
         notes: what the user should know (adaptation, perceptual network, skipped images).
     """
@@ -340,6 +358,8 @@ class FinetuneReport:
     first_losses: dict[str, float] = field(default_factory=dict)
     last_losses: dict[str, float] = field(default_factory=dict)
     evaluation: dict[str, dict[str, float]] = field(default_factory=dict)
+    evaluated_on: str = "held-out"
+    best_step: int = 0
     sources: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -391,6 +411,20 @@ def _evaluate(network: nn.Module | None, lr: torch.Tensor, hr: torch.Tensor, sca
             "l1": float(F.l1_loss(prediction, hr).item())}
 
 
+class _BestWeights:
+    """The best-scoring weights so far (highest PSNR); step 0 holds the pretrained ones."""
+
+    def __init__(self, module: nn.Module, scores: dict[str, float]) -> None:
+        self.step, self.scores = 0, scores
+        self.state = copy.deepcopy(module.state_dict())
+
+    def offer(self, module: nn.Module, step: int, scores: dict[str, float]) -> None:
+        """Keep ``module``'s weights if ``scores`` beat the best so far."""
+        if scores["psnr"] > self.scores["psnr"]:
+            self.step, self.scores = step, scores
+            self.state = copy.deepcopy(module.state_dict())
+
+
 def _mean(records: Sequence[dict[str, float]]) -> dict[str, float]:
     names = sorted({name for record in records for name in record})
     return {name: float(np.mean([record[name] for record in records if name in record])) for name in names}
@@ -409,13 +443,19 @@ def _notes(options: FinetuneOptions, pretrained: PretrainedModel, dataset: Valid
                      f"from the torch hub cache {torch.hub.get_dir()}")
     if dataset.skipped:
         notes.append(f"no valid {options.patch_size}-pixel patch in {', '.join(dataset.skipped)}: not used")
+    if options.holdout_fraction > 0 and not dataset.num_holdout:
+        notes.append(f"the data are too small to hold out a band beside a {options.patch_size}-pixel training patch: "
+                     f"the weights were scored on training patches, which cannot show overfitting")
     return notes
 
 
 def _train(generator: SRGenerator, ema: ModelEMA, loss: GeneratorLoss, adversary: _Adversary | None,
            dataset: ValidPatches, options: FinetuneOptions, device: torch.device,
-           started: float) -> tuple[list[dict[str, float]], bool]:
-    """The training loop; returns each step's unweighted losses and whether the time budget stopped it."""
+           started: float, validate: Callable[[int], None]) -> tuple[list[dict[str, float]], bool]:
+    """The training loop; returns each step's unweighted losses and whether the time budget stopped it.
+
+    ``validate(step)`` runs after every ``options.validation_interval`` steps.
+    """
     optimizer = torch.optim.Adam(generator.parameters(), lr=options.learning_rate, betas=ADAM_BETAS)
     budget = options.max_minutes * 60.0
     records: list[dict[str, float]] = []
@@ -440,6 +480,8 @@ def _train(generator: SRGenerator, ema: ModelEMA, loss: GeneratorLoss, adversary
             ema.update(generator)
             record.update({name: float(value.item()) for name, value in parts.items()})
             records.append(record)
+            if len(records) % options.validation_interval == 0:
+                validate(len(records))
             step_seconds = time.monotonic() - now
             bar.update(1)
             bar.set_postfix({name: f"{value:.4g}" for name, value in record.items()}, refresh=False)
@@ -491,7 +533,7 @@ def finetune(
     device = resolve_device(options.device)
     scale = pretrained.scale
     dataset = ValidPatches(images, options.patch_size, scale, degradation, options.seed,
-                           min_valid_fraction=options.min_valid_fraction)
+                           min_valid_fraction=options.min_valid_fraction, holdout_fraction=options.holdout_fraction)
     if dataset.channels != pretrained.channels:
         raise ConfigError(f"the images have {dataset.channels} channel(s), the model {pretrained.channels}")
     torch.manual_seed(options.seed)
@@ -501,24 +543,44 @@ def finetune(
         adversary = _Adversary(options, dataset.channels, options.patch_size, device)
     generator = pretrained.generator.to(device).train()
     ema = ModelEMA(generator, options.ema_decay)
-    evaluation_lr, evaluation_hr = (tensor.to(device) for tensor in dataset.batch(
-        range(EVALUATION_KEY, EVALUATION_KEY + EVALUATION_PATCHES)))
-    evaluation = {"bicubic": _evaluate(None, evaluation_lr, evaluation_hr, scale, options.batch_size),
-                  "pretrained": _evaluate(ema.module, evaluation_lr, evaluation_hr, scale, options.batch_size)}
-    records, stopped_by_time = _train(generator, ema, loss, adversary, dataset, options, device, started)
+    evaluated_on = "held-out" if dataset.num_holdout else "training"
+    evaluation_lr, evaluation_hr = (tensor.to(device) for tensor in (
+        dataset.holdout_batch(EVALUATION_PATCHES) if dataset.num_holdout
+        else dataset.batch(range(EVALUATION_KEY, EVALUATION_KEY + EVALUATION_PATCHES))))
+
+    def score(network: nn.Module | None) -> dict[str, float]:
+        return _evaluate(network, evaluation_lr, evaluation_hr, scale, options.batch_size)
+
+    evaluation = {"bicubic": score(None), "pretrained": score(ema.module)}
+    best = _BestWeights(ema.module, evaluation["pretrained"])
+    records, stopped_by_time = _train(generator, ema, loss, adversary, dataset, options, device, started,
+                                      validate=lambda step: best.offer(ema.module, step, score(ema.module)))
     step = len(records)
-    evaluation["finetuned"] = _evaluate(ema.module, evaluation_lr, evaluation_hr, scale, options.batch_size)
-    phase = "gan" if adversary is not None and step > 0 else "psnr"
+    evaluation["last"] = score(ema.module)
+    best.offer(ema.module, step, evaluation["last"])
+    ema.module.load_state_dict(best.state)
+    evaluation["finetuned"] = best.scores
+    phase = pretrained.info.phase if best.step == 0 else "gan" if adversary is not None else "psnr"
     report = FinetuneReport(
         output=output, pretrained=pretrained.name, channels=dataset.channels, scale=scale, phase=phase,
         steps=step, planned_steps=options.steps, seconds=round(time.monotonic() - started, 1),
         stopped_by_time=stopped_by_time,
         first_losses=_mean(records[:LOSS_WINDOW]), last_losses=_mean(records[-LOSS_WINDOW:]),
-        evaluation=evaluation, sources=list(dict.fromkeys(dataset.names)), notes=_notes(options, pretrained, dataset),
+        evaluation=evaluation, evaluated_on=evaluated_on, best_step=best.step,
+        sources=list(dict.fromkeys(dataset.names)), notes=_notes(options, pretrained, dataset),
     )
     if step == 0:
         report.notes.append(f"the {options.max_minutes:g}-minute budget ran out before the first step; "
                             f"the saved model is the pretrained one")
+    elif best.step == 0:
+        report.notes.append(
+            f"no fine-tuned weights beat the pretrained model on {evaluated_on} patches "
+            f"({evaluation['last']['psnr']:.2f} dB after {step} steps vs {evaluation['pretrained']['psnr']:.2f} dB): "
+            f"the saved model is the pretrained one; the data may be too small to learn from"
+        )
+    elif best.step < step:
+        report.notes.append(f"saved the weights of step {best.step}, the best on {evaluated_on} patches "
+                            f"({best.scores['psnr']:.2f} dB; {evaluation['last']['psnr']:.2f} dB at the end)")
     summary = _summary(report, options, pretrained, degradation, device, dataset)
     model_card = _card(report, options, pretrained, dict(card or {}), device)
     save_generator(output, ema.module.cpu(), phase=phase, training=summary, card=model_card,
@@ -540,6 +602,8 @@ def _summary(report: FinetuneReport, options: FinetuneOptions, pretrained: Pretr
         "stopped_by_time": report.stopped_by_time,
         "losses": {"first": report.first_losses, "last": report.last_losses},
         "evaluation": report.evaluation,
+        "evaluated_on": report.evaluated_on,
+        "best_step": report.best_step,
         "degradation": degradation.to_dict() if degradation is not None else "paired",
         "options": options.to_dict(),
         "device": describe_device(device),
@@ -575,5 +639,6 @@ def _card(report: FinetuneReport, options: FinetuneOptions, pretrained: Pretrain
         "hardware": describe_device(device),
         "training_seconds": report.seconds,
         "evaluation": report.evaluation,
-        "evaluation_protocol": "fixed patches of the training data (not held out), normalised units, PSNR range 1",
+        "evaluation_protocol": (f"{EVALUATION_PATCHES} fixed {report.evaluated_on} patches, normalised units, "
+                                f"PSNR range 1; saved: the best weights (step {report.best_step})"),
     }

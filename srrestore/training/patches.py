@@ -25,6 +25,13 @@ Item ``index`` is a pure function of ``(seed, index)``: a position drawn
 uniformly over every valid position of every image (larger images give more
 patches), the degradation's random parameters, then flips and, for an
 isotropic scale, a transpose.
+
+Held-out patches (``holdout_fraction > 0``): a band at the end of each
+image's longer axis (that share of it, at least one patch) is kept out of
+training, with a gap of the degradation's margin so that no training input
+reads a held-out pixel. :meth:`ValidPatches.holdout_batch` draws validation
+patches there (not augmented). An image too small to hold a training patch
+beside a held-out one is used for training only.
 """
 
 from __future__ import annotations
@@ -43,7 +50,9 @@ from srrestore.errors import ConfigError, UnsupportedInputError
 from srrestore.training.data import augment_pair
 from srrestore.training.degradation import Degradation
 
-__all__ = ["FinetuneImage", "ValidPatches", "valid_positions"]
+__all__ = ["FinetuneImage", "ValidPatches", "holdout_band", "valid_positions"]
+
+HOLDOUT_STREAM = 1 << 41  # seeds the held-out draws, far from every training item's key
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,35 @@ def valid_positions(
     return np.stack([tops[rows], lefts[columns]], axis=1).astype(np.int64)
 
 
+def holdout_band(
+    shape: tuple[int, int], patch_size: int, scale: tuple[int, int], gap: tuple[int, int], fraction: float
+) -> tuple[int, int] | None:
+    """Where an image's held-out band starts: ``(axis, start)``, or None when it does not fit.
+
+    The band is ``[start, end)`` along the longer axis (rows on a tie): ``fraction``
+    of it, at least ``patch_size`` pixels, its start on the scale grid. Training
+    patches must end ``gap[axis]`` pixels before it. There is no band when one
+    patch is more than twice the share asked for (it would take too much of
+    the training data) or no training patch fits before it.
+
+    Args:
+        shape: ``(H, W)`` HR pixels.
+        patch_size: HR patch side in pixels.
+        scale: ``(sy, sx)``.
+        gap: ``(rows, columns)`` a training input reads beyond its patch (the degradation's margin).
+        fraction: share of the axis held out, in ``[0, 1)``; 0: none.
+    """
+    if fraction <= 0:
+        return None
+    axis = 0 if shape[0] >= shape[1] else 1
+    extent = shape[axis]
+    length = max(patch_size, math.ceil(fraction * extent))
+    start = (extent - length) // scale[axis] * scale[axis]
+    if patch_size > 2 * fraction * extent or start - gap[axis] < patch_size:
+        return None
+    return axis, start
+
+
 def _filled(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """``(C, H, W)`` float32 with every invalid pixel replaced by its nearest valid one."""
     values = np.asarray(values, dtype=np.float32)
@@ -133,6 +171,7 @@ class _Source:
     lr: np.ndarray | None
     levels: int | None
     positions: np.ndarray
+    holdout: np.ndarray
 
 
 class ValidPatches(Dataset):
@@ -147,13 +186,16 @@ class ValidPatches(Dataset):
         seed: the data seed.
         augment: random flips (and transposes for an isotropic scale).
         min_valid_fraction: least share of valid HR pixels in a patch, in ``(0, 1]``.
+        holdout_fraction: share of each image's longer axis held out for
+            validation, in ``[0, 1)`` (see :func:`holdout_band`); 0: none.
 
     Items are float32 tensors ``lr`` ``(C, patch / sy, patch / sx)`` and ``hr``
     ``(C, patch, patch)``, not clipped (normalised data may leave ``[0, 1]``).
 
     Attributes:
         names: the images that gave patches; ``skipped``: those that gave none.
-        num_positions: valid patch positions over all images (``len()``).
+        num_positions: valid training patch positions over all images (``len()``).
+        num_holdout: valid held-out patch positions over all images.
 
     Raises:
         ConfigError: bad patch size or fraction, a missing degradation, or no valid patch at all.
@@ -169,6 +211,7 @@ class ValidPatches(Dataset):
         seed: int = 0,
         augment: bool = True,
         min_valid_fraction: float = 1.0,
+        holdout_fraction: float = 0.0,
     ) -> None:
         if not images:
             raise ConfigError("no image to fine-tune on")
@@ -176,6 +219,8 @@ class ValidPatches(Dataset):
             raise ConfigError(f"patch size {patch_size} must be a positive multiple of the scale {scale}")
         if not 0 < min_valid_fraction <= 1:
             raise ConfigError(f"min_valid_fraction must be in (0, 1], got {min_valid_fraction}")
+        if not 0 <= holdout_fraction < 1:
+            raise ConfigError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
         if degradation is not None and degradation.scale != tuple(scale):
             raise ConfigError(f"degradation scale {degradation.scale} differs from the model's scale {tuple(scale)}")
         channels = {image.channels for image in images}
@@ -190,6 +235,7 @@ class ValidPatches(Dataset):
         self.channels = channels.pop()
         margin = degradation.margin if degradation is not None else (0, 0)
         self.margin_hr = (margin[0] * self.scale[0], margin[1] * self.scale[1])
+        self.holdout_fraction = holdout_fraction
         self.names: list[str] = []
         self.skipped: list[str] = []
         self._sources: list[_Source] = []
@@ -208,6 +254,8 @@ class ValidPatches(Dataset):
             )
         self._ends = np.cumsum([len(source.positions) for source in self._sources])
         self.num_positions = int(self._ends[-1])
+        self._holdout_ends = np.cumsum([len(source.holdout) for source in self._sources])
+        self.num_holdout = int(self._holdout_ends[-1])
 
     def _prepare(self, image: FinetuneImage, min_valid_fraction: float) -> _Source:
         valid = _mask(image.hr, image.valid, image.name)
@@ -224,15 +272,29 @@ class ValidPatches(Dataset):
         elif self.degradation is None:
             raise ConfigError(f"{image.name}: no paired LR image and no degradation to make one")
         positions = valid_positions(valid, self.patch_size, self.scale, min_valid_fraction)
+        positions, holdout = self._split(positions, valid.shape)
         if not len(positions):
-            return _Source(np.zeros((0, 0, 0), np.float32), None, None, positions)
+            return _Source(np.zeros((0, 0, 0), np.float32), None, None, positions, holdout)
         hr = _filled(image.hr, valid)
         if lr_valid is not None:
-            return _Source(hr, _filled(image.lr, lr_valid), None, positions)  # type: ignore[arg-type]
+            return _Source(hr, _filled(image.lr, lr_valid), None, positions, holdout)  # type: ignore[arg-type]
         (my, mx) = self.margin_hr
         height, width = hr.shape[1] - hr.shape[1] % self.scale[0], hr.shape[2] - hr.shape[2] % self.scale[1]
         padded = np.pad(hr[:, :height, :width], ((0, 0), (my, my), (mx, mx)), mode="symmetric")
-        return _Source(np.ascontiguousarray(padded), None, image.levels, positions)
+        return _Source(np.ascontiguousarray(padded), None, image.levels, positions, holdout)
+
+    def _split(self, positions: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(training, held-out)`` corners; all training when the image has no held-out band or either side is empty."""
+        band = holdout_band(shape, self.patch_size, self.scale, self.margin_hr, self.holdout_fraction)
+        none = np.zeros((0, 2), dtype=np.int64)
+        if band is None:
+            return positions, none
+        axis, start = band
+        training = positions[positions[:, axis] + self.patch_size + self.margin_hr[axis] <= start]
+        holdout = positions[positions[:, axis] >= start]
+        if not len(training) or not len(holdout):
+            return positions, none
+        return training, holdout
 
     def __len__(self) -> int:
         return self.num_positions
@@ -241,10 +303,22 @@ class ValidPatches(Dataset):
         if index < 0:
             raise IndexError(f"patch index must be >= 0, got {index}")
         rng = np.random.default_rng([self.seed, int(index)])
-        draw = int(rng.integers(self.num_positions))
-        which = int(np.searchsorted(self._ends, draw, side="right"))
+        source, (top, left) = self._draw(rng, self._ends, "positions")
+        lr, hr = self._pair(source, int(top), int(left), rng)
+        if self.augment:
+            lr, hr = augment_pair(lr, hr, rng, self.scale)
+        return (torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)),
+                torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32)))
+
+    def _draw(self, rng: np.random.Generator, ends: np.ndarray, kind: str) -> tuple[_Source, np.ndarray]:
+        """A source and one of its ``kind`` (``"positions"`` or ``"holdout"``) corners, uniformly over all images."""
+        draw = int(rng.integers(int(ends[-1])))
+        which = int(np.searchsorted(ends, draw, side="right"))
         source = self._sources[which]
-        top, left = source.positions[draw - (self._ends[which - 1] if which else 0)]
+        return source, getattr(source, kind)[draw - (ends[which - 1] if which else 0)]
+
+    def _pair(self, source: _Source, top: int, left: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The ``(lr, hr)`` arrays of the patch at HR corner ``(top, left)``."""
         (sy, sx), patch = self.scale, self.patch_size
         if source.lr is not None:
             hr = source.hr[:, top : top + patch, left : left + patch]
@@ -255,12 +329,26 @@ class ValidPatches(Dataset):
             lr = self.degradation.apply(window, rng, source.levels)  # type: ignore[union-attr]
             lr = lr[:, my // sy : my // sy + patch // sy, mx // sx : mx // sx + patch // sx]
             hr = window[:, my : my + patch, mx : mx + patch]
-        if self.augment:
-            lr, hr = augment_pair(lr, hr, rng, self.scale)
-        return (torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)),
-                torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32)))
+        return lr, hr
 
     def batch(self, keys: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Items ``keys`` stacked: ``(B, C, patch / sy, patch / sx)`` and ``(B, C, patch, patch)``."""
         pairs = [self[key] for key in keys]
         return torch.stack([lr for lr, _ in pairs]), torch.stack([hr for _, hr in pairs])
+
+    def holdout_batch(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``count`` held-out pairs, fixed by the seed and not augmented, stacked as :meth:`batch`.
+
+        Raises:
+            ConfigError: no image has a held-out band (``num_holdout`` is 0).
+        """
+        if not self.num_holdout:
+            raise ConfigError("no held-out patches: the images are too small for a held-out band, or "
+                              "holdout_fraction is 0")
+        rng = np.random.default_rng([self.seed, HOLDOUT_STREAM])
+        pairs = []
+        for _ in range(count):
+            source, (top, left) = self._draw(rng, self._holdout_ends, "holdout")
+            pairs.append(self._pair(source, int(top), int(left), rng))
+        return (torch.from_numpy(np.stack([lr for lr, _ in pairs]).astype(np.float32)),
+                torch.from_numpy(np.stack([hr for _, hr in pairs]).astype(np.float32)))

@@ -55,7 +55,8 @@ def test_finetune_writes_a_model_that_restore_accepts(tmp_path, scene, tiny):
 def test_finetune_reports_what_it_did(tmp_path, scene, tiny):
     result = run("finetune", scene, "--out", tmp_path / "m.safetensors", "--model", tiny, *FAST[:-1])
     assert result.exit_code == 0, result.output
-    assert "3/3 steps" in result.output and "PSNR on training patches" in result.output
+    assert "3/3 steps" in result.output and "PSNR on held-out patches" in result.output
+    assert "saved the weights of step" in result.output
 
 
 def test_medical_inputs_go_to_the_medical_pipeline(tmp_path, tiny, monkeypatch):

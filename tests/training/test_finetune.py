@@ -13,11 +13,11 @@ from srrestore.models.generator import create_generator
 from srrestore.training.channels import adapt_channels
 from srrestore.training.degradation import Degradation
 from srrestore.training.finetune import FinetuneOptions, finetune, load_pretrained
-from srrestore.training.patches import FinetuneImage, ValidPatches, valid_positions
+from srrestore.training.patches import FinetuneImage, ValidPatches, holdout_band, valid_positions
 
 SCALE = (4, 4)
 FAST = {"steps": 40, "batch_size": 4, "patch_size": 32, "learning_rate": 2e-3, "perceptual_weight": 0.0,
-        "adversarial": False, "progress": False, "device": "cpu"}
+        "adversarial": False, "progress": False, "device": "cpu", "holdout_fraction": 0.25}
 
 
 def unit(image: np.ndarray) -> np.ndarray:
@@ -105,6 +105,55 @@ def test_patches_refuse_images_without_a_valid_patch_and_mismatched_pairs(coffee
         ValidPatches([FinetuneImage("coffee", coffee)], 30, SCALE, Degradation(scale=SCALE))
 
 
+def test_held_out_band_keeps_training_inputs_away_from_it(coffee):
+    image = coffee[:, :, :100]  # 128 x 100: the band runs along the rows (the longer axis)
+    degradation = Degradation(scale=SCALE, kernel="area", blur_sigma=2.0, clip=False)
+    patches = ValidPatches([FinetuneImage("coffee", image)], 32, SCALE, degradation, holdout_fraction=0.25)
+    axis, start = holdout_band(image.shape[1:], 32, SCALE, patches.margin_hr, 0.25)
+    assert (axis, start) == (0, 96) and patches.margin_hr[0] > 0
+    source = patches._sources[0]
+    # No training input (patch plus the degradation's margin) reads a held-out row; every held-out patch lies in the band.
+    assert (source.positions[:, 0] + 32 + patches.margin_hr[0] <= 96).all() and len(source.positions)
+    assert (source.holdout[:, 0] >= 96).all() and patches.num_holdout == len(source.holdout) > 0
+    lr, hr = patches.holdout_batch(8)
+    assert lr.shape == (8, 3, 8, 8) and hr.shape == (8, 3, 32, 32)
+    hr_band = torch.from_numpy(image[:, 96:])
+    for patch in hr:  # each held-out target is a window of the band, not augmented
+        windows = hr_band.unfold(1, 32, 1).unfold(2, 32, 1)  # (C, rows, columns, 32, 32)
+        assert ((windows - patch[:, None, None]).abs().amax(dim=(0, 3, 4)) == 0).any()
+    torch.testing.assert_close(patches.holdout_batch(8), (lr, hr))
+
+
+def test_images_too_small_for_a_band_train_in_full_and_say_so(coffee):
+    small = FinetuneImage("small", coffee[:, :48, :48])
+    assert holdout_band((48, 48), 32, SCALE, (0, 0), 0.4) is None  # no 32-pixel training patch before the band
+    assert holdout_band((128, 128), 32, SCALE, (0, 0), 0.1) is None  # one patch would be a quarter, not a tenth
+    patches = ValidPatches([small], 32, SCALE, Degradation(scale=SCALE), holdout_fraction=0.1)
+    assert patches.num_holdout == 0 and patches.num_positions == len(valid_positions(np.ones((48, 48), bool), 32, SCALE))
+    with pytest.raises(ConfigError, match="no held-out patches"):
+        patches.holdout_batch(4)
+    with pytest.raises(ConfigError, match="holdout_fraction"):
+        ValidPatches([small], 32, SCALE, Degradation(scale=SCALE), holdout_fraction=1.0)
+
+
+def test_finetuning_never_saves_weights_worse_than_the_pretrained_ones_on_held_out_patches(tmp_path, tiny_rgb, coffee):
+    options = FinetuneOptions(model=str(tiny_rgb), **{**FAST, "steps": 20, "learning_rate": 1.0,
+                                                      "validation_interval": 5})
+    pretrained = load_pretrained(options, 3)
+    start = {name: value.clone() for name, value in pretrained.generator.state_dict().items()}
+    output = tmp_path / "diverged.safetensors"
+    report = finetune(pretrained, [FinetuneImage("coffee", coffee)], output, options,
+                      Degradation(scale=SCALE, kernel="area", clip=False))
+    assert report.evaluated_on == "held-out" and report.steps == 20
+    assert report.evaluation["last"]["psnr"] < report.evaluation["pretrained"]["psnr"]  # a learning rate of 1 diverges
+    assert report.best_step == 0 and report.evaluation["finetuned"] == report.evaluation["pretrained"]
+    assert any("the saved model is the pretrained one" in note for note in report.notes)
+    saved, info = load_generator(output)
+    for name, value in saved.state_dict().items():
+        torch.testing.assert_close(value, start[name])
+    assert info.training["best_step"] == 0 and info.phase == "psnr"
+
+
 def test_finetuning_lowers_the_pixel_loss_and_records_the_run(tmp_path, tiny_rgb, coffee):
     options = FinetuneOptions(model=str(tiny_rgb), **FAST)
     pretrained = load_pretrained(options, 3)
@@ -112,6 +161,7 @@ def test_finetuning_lowers_the_pixel_loss_and_records_the_run(tmp_path, tiny_rgb
     report = finetune(pretrained, [FinetuneImage("coffee.png", coffee)], output, options,
                       Degradation(scale=SCALE, kernel="area", clip=False), card={"normalization": {"method": "x"}})
     assert report.steps == 40 and not report.stopped_by_time and report.phase == "psnr"
+    assert report.evaluated_on == "held-out" and 0 < report.best_step <= 40
     assert report.evaluation["finetuned"]["l1"] < 0.8 * report.evaluation["pretrained"]["l1"]
     assert report.last_losses["pixel"] < report.first_losses["pixel"]
     info = read_checkpoint_info(output)
@@ -202,3 +252,13 @@ def test_radimagenet_without_the_hub_cache_or_in_3d_is_refused(tmp_path, tiny_rg
         finetune(load_pretrained(options, 1), [FinetuneImage("camera", unit(data.camera()[:128, :128]))], output,
                  options, Degradation(scale=SCALE))
     assert not output.exists() and not (tmp_path / "empty-cache").exists()
+
+
+def test_without_room_for_a_held_out_band_the_report_says_the_scores_are_on_training_patches(tmp_path, tiny_rgb,
+                                                                                              coffee):
+    options = FinetuneOptions(model=str(tiny_rgb), **{**FAST, "steps": 10, "holdout_fraction": 0.1})
+    report = finetune(load_pretrained(options, 3), [FinetuneImage("coffee", coffee)], tmp_path / "m.safetensors",
+                      options, Degradation(scale=SCALE, kernel="area", clip=False))
+    assert report.evaluated_on == "training"
+    assert any("too small to hold out a band" in note for note in report.notes)
+    assert read_checkpoint_info(tmp_path / "m.safetensors").card["evaluation_protocol"].startswith("32 fixed training")
