@@ -20,6 +20,11 @@ constants (same physical units assumed). The constants are recorded in the
 model card under ``normalization``. The result restores with
 ``srrestore restore SCENE.tif OUT.tif --model M.safetensors``.
 
+The default learning rate is :data:`SCENE_LEARNING_RATE`, lower than the
+core's: the built-in model already does the scene's task (isotropic x4 of
+the same kind of data), and a few-hundred-pixel scene overfits fast at the
+core's rate (measured by ``benchmarks/satellite.py``).
+
 Rasters larger than :data:`MAX_SIDE` pixels on a side (``MAX_SIDE / s`` in paired
 mode) are trained on their central window of that size (noted in the report).
 """
@@ -29,7 +34,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,11 +52,12 @@ from srrestore.training.degradation import Degradation
 from srrestore.training.finetune import FinetuneOptions, FinetuneReport, PretrainedModel, finetune, load_pretrained
 from srrestore.training.patches import FinetuneImage
 
-__all__ = ["MAX_SIDE", "check_reference_grid", "finetune_satellite", "sensor_degradation"]
+__all__ = ["MAX_SIDE", "SCENE_LEARNING_RATE", "check_reference_grid", "finetune_satellite", "sensor_degradation"]
 
 MAX_SIDE = 4096  # pixels per side read for training (central window of larger rasters)
 PSF_SIGMA_LR = (0.0, 0.5)  # default Gaussian PSF range, in LR pixels (x scale = HR pixels)
 NOISE_SIGMA = (0.0, 0.01)  # default Gaussian noise range, in normalised units
+SCENE_LEARNING_RATE = 5e-5  # default peak learning rate for scenes (see the module docstring)
 GRID_TOLERANCE = 1e-3  # of a reference pixel: how far grid corners may differ
 
 
@@ -179,6 +185,8 @@ def finetune_satellite(inputs: list[Path], output: Path, options: FinetuneOption
         OutputExistsError, OutputWriteError: see :func:`~srrestore.training.finetune.finetune`.
     """
     started = time.monotonic()
+    if options.learning_rate is None:
+        options = replace(options, learning_rate=SCENE_LEARNING_RATE)
     scenes, references = [Path(path) for path in inputs], list(options.reference)
     if not scenes:
         raise ConfigError("give at least one scene to fine-tune on")

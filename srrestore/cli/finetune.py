@@ -71,8 +71,8 @@ def _run(inputs: list[Path], output: Path, options: Any, slice_profile: str | No
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Patches per step.")
 @click.option("--patch-size", type=click.IntRange(1), default=64, show_default=True,
               help="HR patch side in pixels (a multiple of the scale).")
-@click.option("--lr", "learning_rate", type=click.FloatRange(0, min_open=True), default=2e-4, show_default=True,
-              help="Peak learning rate (cosine-annealed).")
+@click.option("--lr", "learning_rate", type=click.FloatRange(0, min_open=True), default=None,
+              help="Peak learning rate (cosine-annealed). [default: 5e-5 for scenes, 2e-4 for scans]")
 @click.option("--holdout-fraction", type=click.FloatRange(0, 0.5), default=0.1, show_default=True,
               help="Share of each image held out (a band along its longer axis) to score the weights; the best "
                    "are saved, never worse than the pretrained ones there. 0: off.")

@@ -64,7 +64,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,12 +92,13 @@ from srrestore.training.ema import ModelEMA
 from srrestore.training.patches import FinetuneImage, ValidPatches
 from srrestore.training.trainer import describe_device
 
-__all__ = ["FinetuneImage", "FinetuneOptions", "FinetuneReport", "PretrainedModel", "finetune", "load_pretrained"]
+__all__ = ["DEFAULT_LEARNING_RATE", "FinetuneImage", "FinetuneOptions", "FinetuneReport", "PretrainedModel", "finetune", "load_pretrained"]
 
 EVALUATION_KEY = 1 << 40  # keys of the fixed training patches scored when nothing is held out
 EVALUATION_PATCHES = 32
 LOSS_WINDOW = 20  # steps averaged for the reported first and last losses
 MIN_LR_RATIO = 0.01  # the cosine schedule's floor
+DEFAULT_LEARNING_RATE = 2e-4  # when neither the user nor the domain pipeline gives one
 ADAM_BETAS = (0.9, 0.99)
 
 
@@ -115,7 +116,9 @@ class FinetuneOptions:
         max_minutes: wall-clock budget of the whole run, in minutes (> 0).
         batch_size: patches per step.
         patch_size: HR patch side in pixels (a multiple of the scale).
-        learning_rate: Adam's peak learning rate (cosine-annealed to 1 %).
+        learning_rate: Adam's peak learning rate (cosine-annealed to 1 %); None:
+            the domain's default (:data:`DEFAULT_LEARNING_RATE` unless the domain
+            pipeline sets its own).
         holdout_fraction: share of each image's longer axis held out to score
             the weights, in ``[0, 0.5]``; 0 turns the held-out check off.
         validation_interval: steps between held-out scores (the best weights are saved).
@@ -160,7 +163,7 @@ class FinetuneOptions:
     max_minutes: float = 10.0
     batch_size: int = 8
     patch_size: int = 64
-    learning_rate: float = 2e-4
+    learning_rate: float | None = None
     holdout_fraction: float = 0.1
     validation_interval: int = 50
     pixel_loss: str = "l1"
@@ -196,7 +199,7 @@ class FinetuneOptions:
             "max_minutes": _finite(self.max_minutes) and self.max_minutes > 0,
             "batch_size": isinstance(self.batch_size, int) and self.batch_size >= 1,
             "patch_size": isinstance(self.patch_size, int) and self.patch_size >= 1,
-            "learning_rate": _finite(self.learning_rate) and self.learning_rate > 0,
+            "learning_rate": self.learning_rate is None or (_finite(self.learning_rate) and self.learning_rate > 0),
             "holdout_fraction": _finite(self.holdout_fraction) and 0 <= self.holdout_fraction <= 0.5,
             "validation_interval": isinstance(self.validation_interval, int) and self.validation_interval >= 1,
             "pixel_weight": _finite(self.pixel_weight) and self.pixel_weight >= 0,
@@ -525,6 +528,8 @@ def finetune(
         WeightsUnavailableError, CheckpointError: the perceptual network's weights asked for.
     """
     started = time.monotonic() if started is None else started
+    if options.learning_rate is None:
+        options = replace(options, learning_rate=DEFAULT_LEARNING_RATE)
     output = Path(output)
     if output.suffix != ".safetensors":
         raise ConfigError(f"the fine-tuned model is saved as safetensors; give an output ending in .safetensors, "

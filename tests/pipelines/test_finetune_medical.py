@@ -39,7 +39,7 @@ from srrestore.errors import (
 from srrestore.models.checkpoint import read_checkpoint_info, save_generator
 from srrestore.models.generator import create_generator
 from srrestore.models.sr_model import SRModel, load_model
-from srrestore.training.finetune import FinetuneOptions
+from srrestore.training.finetune import DEFAULT_LEARNING_RATE, FinetuneOptions
 
 
 @pytest.fixture(scope="module")
@@ -219,8 +219,11 @@ def test_max_minutes_bounds_the_run_and_a_model_is_still_saved(thick_t1, start_m
 
 
 def test_small_slices_lower_the_patch_size_and_say_so(thick_t1, start_model, tmp_path):
-    report = finetune_medical([thick_t1], tmp_path / "m.safetensors", tuning(start_model, patch_size=64, steps=1))
+    report = finetune_medical([thick_t1], tmp_path / "m.safetensors",
+                              tuning(start_model, patch_size=64, steps=1, learning_rate=None))
     assert any("patch size lowered from 64 to 32" in note for note in report.notes)
+    # Scans take the core's default learning rate (the start is adapted to an anisotropic scale).
+    assert read_checkpoint_info(tmp_path / "m.safetensors").training["options"]["learning_rate"] == DEFAULT_LEARNING_RATE
 
 
 def test_bad_inputs_and_options_are_refused_and_nothing_is_written(fixtures_dir, thick_t1, start_model, tmp_path):

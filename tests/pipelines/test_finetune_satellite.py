@@ -21,7 +21,7 @@ from srrestore.pipelines.finetune_satellite import finetune_satellite, sensor_de
 from srrestore.pipelines.options import RestoreOptions
 from srrestore.pipelines.satellite import raster_normalization, restore_geotiff
 from srrestore.training.degradation import downscale
-from srrestore.training.finetune import FinetuneOptions
+from srrestore.training.finetune import DEFAULT_LEARNING_RATE, FinetuneOptions
 from srrestore.training.patches import ValidPatches
 
 FAST = {"steps": 30, "batch_size": 4, "patch_size": 16, "learning_rate": 2e-3, "perceptual_weight": 0.0,
@@ -48,6 +48,15 @@ class Captured(Exception):
 
 def options(model: Path, **overrides) -> FinetuneOptions:
     return FinetuneOptions(model=str(model), **{**FAST, **overrides})
+
+
+def test_scenes_fine_tune_at_the_lower_scene_learning_rate_unless_told(tmp_path, satellite, tiny):
+    scene = satellite / "landsat_rgb_nodata0.tif"
+    for given, expected in ((None, pipeline.SCENE_LEARNING_RATE), (3e-4, 3e-4)):
+        model = tmp_path / f"{given}.safetensors"
+        finetune_satellite([scene], model, options(tiny[3], steps=1, learning_rate=given))
+        assert read_checkpoint_info(model).training["options"]["learning_rate"] == expected
+    assert pipeline.SCENE_LEARNING_RATE < DEFAULT_LEARNING_RATE
 
 
 def test_finetuning_a_scene_lowers_the_loss_and_restores_with_the_same_normalisation(tmp_path, satellite, tiny):
