@@ -27,8 +27,9 @@ def _overrides(options: dict[str, Any]) -> dict[str, Any]:
 @click.argument("hr_dirs", metavar="HR_DIR...", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
               help="Final model (.safetensors): phase 2's GAN generator, or phase 1's without phase 2.")
-@click.option("--config", "recipe_path", type=click.Path(path_type=Path), default=None,
-              help="Training recipe (.toml or .json, see configs/); options given here override it.")
+@click.option("--config", "recipe_paths", type=click.Path(path_type=Path), multiple=True,
+              help="Training recipe (.toml or .json, see configs/); repeatable, later files override earlier "
+                   "ones key by key; options given here override them all.")
 @click.option("--scale", "-s", default=None, help="Upscale factor: 2, 4, or rows x columns such as 1x4. [default: 4]")
 @click.option("--channels", type=click.IntRange(1, 16), default=None,
               help="1 (grey; RGB images are converted) or 3 (RGB). [default: 3]")
@@ -62,7 +63,7 @@ def _overrides(options: dict[str, Any]) -> dict[str, Any]:
 def train(
     hr_dirs: tuple[Path, ...],
     out: Path | None,
-    recipe_path: Path | None,
+    recipe_paths: tuple[Path, ...],
     val_dirs: tuple[Path, ...],
     psnr_out: Path | None,
     state_path: Path | None,
@@ -117,7 +118,7 @@ def train(
         raise click.UsageError("--init starts a new run; a resumed run already has its weights")
 
     recipe = dict(stored.get("recipe", {}))
-    if recipe_path is not None:
+    for recipe_path in recipe_paths:
         recipe = merge_recipes(recipe, load_recipe(recipe_path))
     config = TrainingConfig.from_dict(merge_recipes(recipe, _overrides(options)))
     resolve_device(device)  # refuse a bad device before reading the images

@@ -168,3 +168,15 @@ def test_torchrun_trains_with_two_cpu_processes(tmp_path, hr_dir, recipe):
     assert info.training["world_size"] == 2
     lines = [json.loads(line) for line in (tmp_path / "ddp.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [1, 2, 3]  # rank 0 alone writes the log
+
+
+def test_later_recipes_override_earlier_ones_key_by_key(tmp_path, hr_dir, recipe):
+    stage = tmp_path / "stage.toml"
+    stage.write_text("batch_size = 3\n[loss]\nbeta = 0.005\n")
+    out = tmp_path / "m.safetensors"
+    result = run("train", hr_dir, "--out", out, "--config", recipe, "--config", stage, "--pretrain-steps", 1,
+                 "--gan-steps", 1, "--quiet")
+    assert result.exit_code == 0, result.output
+    stored = load_generator(out)[1].training["recipe"]
+    assert stored["batch_size"] == 3 and stored["patch_size"] == 32  # the second file's key, the first file's other
+    assert stored["loss"]["beta"] == 0.005 and stored["loss"]["content"] == "feature-matching"
