@@ -27,11 +27,13 @@ patches), the degradation's random parameters, then flips and, for an
 isotropic scale, a transpose.
 
 Held-out patches (``holdout_fraction > 0``): a band at the end of each
-image's longer axis (that share of it, at least one patch) is kept out of
-training, with a gap of the degradation's margin so that no training input
-reads a held-out pixel. :meth:`ValidPatches.holdout_batch` draws validation
-patches there (not augmented). An image too small to hold a training patch
-beside a held-out one is used for training only.
+image's longer axis (that share of it, at least one validation patch) is kept
+out of training, with a gap of the degradation's margin so that no training
+input reads a held-out pixel (:func:`holdout_band`).
+:meth:`ValidPatches.holdout_batch` draws validation patches there (not
+augmented); they are training-sized, or as small as
+:data:`MIN_HOLDOUT_LR` LR pixels where the images are small. An image
+without room for a band is used for training only.
 """
 
 from __future__ import annotations
@@ -50,7 +52,10 @@ from srrestore.errors import ConfigError, UnsupportedInputError
 from srrestore.training.data import augment_pair
 from srrestore.training.degradation import Degradation
 
-__all__ = ["FinetuneImage", "ValidPatches", "holdout_band", "valid_positions"]
+__all__ = ["FinetuneImage", "HoldoutBand", "ValidPatches", "holdout_band", "valid_positions"]
+
+MIN_HOLDOUT_LR = 8  # LR pixels a side of the smallest validation patch
+MAX_HOLDOUT_SHARE = 0.25  # of an axis, the most a band may take when the asked share is below one patch
 
 HOLDOUT_STREAM = 1 << 41  # seeds the held-out draws, far from every training item's key
 
@@ -113,20 +118,37 @@ def valid_positions(
     return np.stack([tops[rows], lefts[columns]], axis=1).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class HoldoutBand:
+    """The held-out band ``[start, end)`` of an image along ``axis`` (0: rows, 1: columns).
+
+    Attributes:
+        axis: the image's longer axis.
+        start: first held-out pixel along it (HR pixels, on the scale grid).
+        patch_size: the largest validation patch side that fits in the band
+            (a multiple of both scale factors, at most the training patch).
+    """
+
+    axis: int
+    start: int
+    patch_size: int
+
+
 def holdout_band(
     shape: tuple[int, int], patch_size: int, scale: tuple[int, int], gap: tuple[int, int], fraction: float
-) -> tuple[int, int] | None:
-    """Where an image's held-out band starts: ``(axis, start)``, or None when it does not fit.
+) -> HoldoutBand | None:
+    """The image's held-out band, or None when it has no room for one.
 
-    The band is ``[start, end)`` along the longer axis (rows on a tie): ``fraction``
-    of it, at least ``patch_size`` pixels, its start on the scale grid. Training
-    patches must end ``gap[axis]`` pixels before it. There is no band when one
-    patch is more than twice the share asked for (it would take too much of
-    the training data) or no training patch fits before it.
+    The band runs along the longer axis (rows on a tie) and takes ``fraction``
+    of it, or the side of the smallest validation patch (``MIN_HOLDOUT_LR`` LR
+    pixels, at most ``patch_size``) if that is more, its start on the scale
+    grid. There is no band when that would take more than twice the share
+    asked for and more than :data:`MAX_HOLDOUT_SHARE` of the axis, or when no
+    training patch fits before it with ``gap[axis]`` pixels to spare.
 
     Args:
         shape: ``(H, W)`` HR pixels.
-        patch_size: HR patch side in pixels.
+        patch_size: HR training patch side in pixels, a multiple of both factors.
         scale: ``(sy, sx)``.
         gap: ``(rows, columns)`` a training input reads beyond its patch (the degradation's margin).
         fraction: share of the axis held out, in ``[0, 1)``; 0: none.
@@ -134,12 +156,13 @@ def holdout_band(
     if fraction <= 0:
         return None
     axis = 0 if shape[0] >= shape[1] else 1
-    extent = shape[axis]
-    length = max(patch_size, math.ceil(fraction * extent))
-    start = (extent - length) // scale[axis] * scale[axis]
-    if patch_size > 2 * fraction * extent or start - gap[axis] < patch_size:
+    extent, step = shape[axis], math.lcm(*scale)
+    smallest = max(step, min(patch_size, MIN_HOLDOUT_LR * max(scale)) // step * step)
+    start = (extent - max(smallest, math.ceil(fraction * extent))) // scale[axis] * scale[axis]
+    length = extent - start
+    if length > max(2 * fraction, MAX_HOLDOUT_SHARE) * extent or start - gap[axis] < patch_size:
         return None
-    return axis, start
+    return HoldoutBand(axis, start, min(patch_size, length // step * step))
 
 
 def _filled(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -196,6 +219,7 @@ class ValidPatches(Dataset):
         names: the images that gave patches; ``skipped``: those that gave none.
         num_positions: valid training patch positions over all images (``len()``).
         num_holdout: valid held-out patch positions over all images.
+        holdout_size: side of the validation patches (the smallest band's; 0 without bands).
 
     Raises:
         ConfigError: bad patch size or fraction, a missing degradation, or no valid patch at all.
@@ -239,8 +263,11 @@ class ValidPatches(Dataset):
         self.names: list[str] = []
         self.skipped: list[str] = []
         self._sources: list[_Source] = []
-        for image in images:
-            source = self._prepare(image, min_valid_fraction)
+        bands = [holdout_band(image.hr.shape[1:], patch_size, self.scale, self.margin_hr, holdout_fraction)
+                 for image in images]
+        self.holdout_size = min((band.patch_size for band in bands if band is not None), default=0)
+        for image, band in zip(images, bands):
+            source = self._prepare(image, min_valid_fraction, band)
             if len(source.positions):
                 self.names.append(image.name)
                 self._sources.append(source)
@@ -257,7 +284,7 @@ class ValidPatches(Dataset):
         self._holdout_ends = np.cumsum([len(source.holdout) for source in self._sources])
         self.num_holdout = int(self._holdout_ends[-1])
 
-    def _prepare(self, image: FinetuneImage, min_valid_fraction: float) -> _Source:
+    def _prepare(self, image: FinetuneImage, min_valid_fraction: float, band: HoldoutBand | None) -> _Source:
         valid = _mask(image.hr, image.valid, image.name)
         lr_valid = None
         if image.lr is not None:
@@ -271,8 +298,7 @@ class ValidPatches(Dataset):
             valid = valid & upsample_mask(lr_valid, self.scale)
         elif self.degradation is None:
             raise ConfigError(f"{image.name}: no paired LR image and no degradation to make one")
-        positions = valid_positions(valid, self.patch_size, self.scale, min_valid_fraction)
-        positions, holdout = self._split(positions, valid.shape)
+        positions, holdout = self._split(valid, min_valid_fraction, band)
         if not len(positions):
             return _Source(np.zeros((0, 0, 0), np.float32), None, None, positions, holdout)
         hr = _filled(image.hr, valid)
@@ -283,15 +309,16 @@ class ValidPatches(Dataset):
         padded = np.pad(hr[:, :height, :width], ((0, 0), (my, my), (mx, mx)), mode="symmetric")
         return _Source(np.ascontiguousarray(padded), None, image.levels, positions, holdout)
 
-    def _split(self, positions: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """``(training, held-out)`` corners; all training when the image has no held-out band or either side is empty."""
-        band = holdout_band(shape, self.patch_size, self.scale, self.margin_hr, self.holdout_fraction)
+    def _split(self, valid: np.ndarray, min_valid_fraction: float,
+               band: HoldoutBand | None) -> tuple[np.ndarray, np.ndarray]:
+        """Training and held-out (``holdout_size``) corners; all training without a band or if a side is empty."""
+        positions = valid_positions(valid, self.patch_size, self.scale, min_valid_fraction)
         none = np.zeros((0, 2), dtype=np.int64)
         if band is None:
             return positions, none
-        axis, start = band
-        training = positions[positions[:, axis] + self.patch_size + self.margin_hr[axis] <= start]
-        holdout = positions[positions[:, axis] >= start]
+        training = positions[positions[:, band.axis] + self.patch_size + self.margin_hr[band.axis] <= band.start]
+        holdout = valid_positions(valid, self.holdout_size, self.scale, min_valid_fraction)
+        holdout = holdout[holdout[:, band.axis] >= band.start]
         if not len(training) or not len(holdout):
             return positions, none
         return training, holdout
@@ -304,7 +331,7 @@ class ValidPatches(Dataset):
             raise IndexError(f"patch index must be >= 0, got {index}")
         rng = np.random.default_rng([self.seed, int(index)])
         source, (top, left) = self._draw(rng, self._ends, "positions")
-        lr, hr = self._pair(source, int(top), int(left), rng)
+        lr, hr = self._pair(source, int(top), int(left), self.patch_size, rng)
         if self.augment:
             lr, hr = augment_pair(lr, hr, rng, self.scale)
         return (torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)),
@@ -317,9 +344,10 @@ class ValidPatches(Dataset):
         source = self._sources[which]
         return source, getattr(source, kind)[draw - (ends[which - 1] if which else 0)]
 
-    def _pair(self, source: _Source, top: int, left: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """The ``(lr, hr)`` arrays of the patch at HR corner ``(top, left)``."""
-        (sy, sx), patch = self.scale, self.patch_size
+    def _pair(self, source: _Source, top: int, left: int, patch: int,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The ``(lr, hr)`` arrays of the ``patch``-pixel patch at HR corner ``(top, left)``."""
+        (sy, sx) = self.scale
         if source.lr is not None:
             hr = source.hr[:, top : top + patch, left : left + patch]
             lr = source.lr[:, top // sy : (top + patch) // sy, left // sx : (left + patch) // sx]
@@ -337,7 +365,10 @@ class ValidPatches(Dataset):
         return torch.stack([lr for lr, _ in pairs]), torch.stack([hr for _, hr in pairs])
 
     def holdout_batch(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``count`` held-out pairs, fixed by the seed and not augmented, stacked as :meth:`batch`.
+        """``count`` held-out pairs, fixed by the seed and not augmented.
+
+        Returns:
+            ``(count, C, v / sy, v / sx)`` LR and ``(count, C, v, v)`` HR, ``v = holdout_size``.
 
         Raises:
             ConfigError: no image has a held-out band (``num_holdout`` is 0).
@@ -349,6 +380,6 @@ class ValidPatches(Dataset):
         pairs = []
         for _ in range(count):
             source, (top, left) = self._draw(rng, self._holdout_ends, "holdout")
-            pairs.append(self._pair(source, int(top), int(left), rng))
+            pairs.append(self._pair(source, int(top), int(left), self.holdout_size, rng))
         return (torch.from_numpy(np.stack([lr for lr, _ in pairs]).astype(np.float32)),
                 torch.from_numpy(np.stack([hr for _, hr in pairs]).astype(np.float32)))

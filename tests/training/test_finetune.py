@@ -13,7 +13,7 @@ from srrestore.models.generator import create_generator
 from srrestore.training.channels import adapt_channels
 from srrestore.training.degradation import Degradation
 from srrestore.training.finetune import FinetuneOptions, finetune, load_pretrained
-from srrestore.training.patches import FinetuneImage, ValidPatches, holdout_band, valid_positions
+from srrestore.training.patches import FinetuneImage, HoldoutBand, ValidPatches, holdout_band, valid_positions
 
 SCALE = (4, 4)
 FAST = {"steps": 40, "batch_size": 4, "patch_size": 32, "learning_rate": 2e-3, "perceptual_weight": 0.0,
@@ -109,8 +109,8 @@ def test_held_out_band_keeps_training_inputs_away_from_it(coffee):
     image = coffee[:, :, :100]  # 128 x 100: the band runs along the rows (the longer axis)
     degradation = Degradation(scale=SCALE, kernel="area", blur_sigma=2.0, clip=False)
     patches = ValidPatches([FinetuneImage("coffee", image)], 32, SCALE, degradation, holdout_fraction=0.25)
-    axis, start = holdout_band(image.shape[1:], 32, SCALE, patches.margin_hr, 0.25)
-    assert (axis, start) == (0, 96) and patches.margin_hr[0] > 0
+    band = holdout_band(image.shape[1:], 32, SCALE, patches.margin_hr, 0.25)
+    assert band == HoldoutBand(axis=0, start=96, patch_size=32) and patches.margin_hr[0] > 0
     source = patches._sources[0]
     # No training input (patch plus the degradation's margin) reads a held-out row; every held-out patch lies in the band.
     assert (source.positions[:, 0] + 32 + patches.margin_hr[0] <= 96).all() and len(source.positions)
@@ -124,10 +124,23 @@ def test_held_out_band_keeps_training_inputs_away_from_it(coffee):
     torch.testing.assert_close(patches.holdout_batch(8), (lr, hr))
 
 
+def test_small_images_are_validated_on_smaller_patches_than_they_train_on(coffee):
+    patches = ValidPatches([FinetuneImage("coffee", coffee[:, :100])], 64, SCALE, Degradation(scale=SCALE),
+                           holdout_fraction=0.1)
+    assert patches.holdout_size == 32
+    assert (patches._sources[0].positions[:, 1] + 64 <= 96).all() and (patches._sources[0].holdout[:, 1] >= 96).all()
+    lr, hr = patches.holdout_batch(4)
+    assert lr.shape == (4, 3, 8, 8) and hr.shape == (4, 3, 32, 32)
+    assert patches.batch([0, 1])[1].shape == (2, 3, 64, 64)
+
+
 def test_images_too_small_for_a_band_train_in_full_and_say_so(coffee):
     small = FinetuneImage("small", coffee[:, :48, :48])
     assert holdout_band((48, 48), 32, SCALE, (0, 0), 0.4) is None  # no 32-pixel training patch before the band
-    assert holdout_band((128, 128), 32, SCALE, (0, 0), 0.1) is None  # one patch would be a quarter, not a tenth
+    assert holdout_band((100, 100), 32, SCALE, (0, 0), 0.1) is None  # the smallest patch: a third, not a tenth
+    # A small image holds out a quarter with validation patches of 8 LR pixels; a large one its share, training-sized.
+    assert holdout_band((100, 128), 64, SCALE, (0, 0), 0.1) == HoldoutBand(axis=1, start=96, patch_size=32)
+    assert holdout_band((2048, 512), 64, SCALE, (0, 4), 0.1) == HoldoutBand(axis=0, start=1840, patch_size=64)
     patches = ValidPatches([small], 32, SCALE, Degradation(scale=SCALE), holdout_fraction=0.1)
     assert patches.num_holdout == 0 and patches.num_positions == len(valid_positions(np.ones((48, 48), bool), 32, SCALE))
     with pytest.raises(ConfigError, match="no held-out patches"):
@@ -257,8 +270,8 @@ def test_radimagenet_without_the_hub_cache_or_in_3d_is_refused(tmp_path, tiny_rg
 def test_without_room_for_a_held_out_band_the_report_says_the_scores_are_on_training_patches(tmp_path, tiny_rgb,
                                                                                               coffee):
     options = FinetuneOptions(model=str(tiny_rgb), **{**FAST, "steps": 10, "holdout_fraction": 0.1})
-    report = finetune(load_pretrained(options, 3), [FinetuneImage("coffee", coffee)], tmp_path / "m.safetensors",
-                      options, Degradation(scale=SCALE, kernel="area", clip=False))
+    report = finetune(load_pretrained(options, 3), [FinetuneImage("coffee", coffee[:, :96, :96])],
+                      tmp_path / "m.safetensors", options, Degradation(scale=SCALE, kernel="area", clip=False))
     assert report.evaluated_on == "training"
     assert any("too small to hold out a band" in note for note in report.notes)
     assert read_checkpoint_info(tmp_path / "m.safetensors").card["evaluation_protocol"].startswith("32 fixed training")
