@@ -78,6 +78,8 @@ def _run(inputs: list[Path], output: Path, options: Any, slice_profile: str | No
                    "are saved, never worse than the pretrained ones there. 0: off.")
 @click.option("--validation-interval", type=click.IntRange(1), default=50, show_default=True,
               help="Steps between held-out scores.")
+@click.option("--patience", type=click.IntRange(0), default=6, show_default=True,
+              help="Stop after this many held-out scores in a row without a new best (0: never).")
 @click.option("--pixel-loss", type=click.Choice(["l1", "l2", "charbonnier"]), default="l1", show_default=True)
 @click.option("--pixel-weight", type=click.FloatRange(0), default=1.0, show_default=True)
 @click.option("--perceptual-weight", type=click.FloatRange(0), default=0.0, show_default=True,
@@ -138,7 +140,8 @@ def finetune(inputs: tuple[Path, ...], output: Path, reference: tuple[Path, ...]
     report = _run(list(inputs), output, settings, slice_profile)
     if quiet:
         return
-    stop = " (stopped by the time budget)" if report.stopped_by_time else ""
+    stop = (" (stopped by the time budget)" if report.stopped_by_time
+            else " (stopped early: no better held-out score)" if report.stopped_early else "")
     click.echo(f"wrote {report.output}: {report.steps}/{report.planned_steps} steps in "
                f"{report.seconds / 60:.1f} min{stop}, from {report.pretrained}", err=True)
     scores = ", ".join(f"{name} {values['psnr']:.2f} dB" for name, values in report.evaluation.items())

@@ -122,6 +122,8 @@ class FinetuneOptions:
         holdout_fraction: share of each image's longer axis held out to score
             the weights, in ``[0, 0.5]``; 0 turns the held-out check off.
         validation_interval: steps between held-out scores (the best weights are saved).
+        patience: stop after this many held-out scores in a row without a new
+            best (only with held-out data); 0: never stop early.
         pixel_loss: ``"l1"``, ``"l2"`` or ``"charbonnier"``.
         pixel_weight: weight of the pixel loss (>= 0).
         perceptual_weight: weight of the perceptual loss (>= 0; 0 = off, the
@@ -166,6 +168,7 @@ class FinetuneOptions:
     learning_rate: float | None = None
     holdout_fraction: float = 0.1
     validation_interval: int = 50
+    patience: int = 6
     pixel_loss: str = "l1"
     pixel_weight: float = 1.0
     perceptual_weight: float = 0.0
@@ -202,6 +205,7 @@ class FinetuneOptions:
             "learning_rate": self.learning_rate is None or (_finite(self.learning_rate) and self.learning_rate > 0),
             "holdout_fraction": _finite(self.holdout_fraction) and 0 <= self.holdout_fraction <= 0.5,
             "validation_interval": isinstance(self.validation_interval, int) and self.validation_interval >= 1,
+            "patience": isinstance(self.patience, int) and self.patience >= 0,
             "pixel_weight": _finite(self.pixel_weight) and self.pixel_weight >= 0,
             "perceptual_weight": _finite(self.perceptual_weight) and self.perceptual_weight >= 0,
             "adversarial_weight": _finite(self.adversarial_weight) and self.adversarial_weight >= 0,
@@ -337,6 +341,7 @@ class FinetuneReport:
         steps: steps done; ``planned_steps``: steps asked for.
         seconds: wall time from ``started`` to the end of training and evaluation.
         stopped_by_time: the ``max_minutes`` budget ended the run early.
+        stopped_early: ``patience`` held-out scores in a row did not beat the best.
         first_losses, last_losses: mean unweighted loss parts (``pixel``,
             ``content``, ``adversarial``, ``discriminator``) over the first and
             last steps (up to 20 each).
@@ -358,6 +363,7 @@ class FinetuneReport:
     planned_steps: int
     seconds: float
     stopped_by_time: bool
+    stopped_early: bool = False
     first_losses: dict[str, float] = field(default_factory=dict)
     last_losses: dict[str, float] = field(default_factory=dict)
     evaluation: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -418,14 +424,16 @@ class _BestWeights:
     """The best-scoring weights so far (highest PSNR); step 0 holds the pretrained ones."""
 
     def __init__(self, module: nn.Module, scores: dict[str, float]) -> None:
-        self.step, self.scores = 0, scores
+        self.step, self.scores, self.stale = 0, scores, 0
         self.state = copy.deepcopy(module.state_dict())
 
     def offer(self, module: nn.Module, step: int, scores: dict[str, float]) -> None:
-        """Keep ``module``'s weights if ``scores`` beat the best so far."""
+        """Keep ``module``'s weights if ``scores`` beat the best so far; else count one more stale offer."""
         if scores["psnr"] > self.scores["psnr"]:
-            self.step, self.scores = step, scores
+            self.step, self.scores, self.stale = step, scores, 0
             self.state = copy.deepcopy(module.state_dict())
+        else:
+            self.stale += 1
 
 
 def _mean(records: Sequence[dict[str, float]]) -> dict[str, float]:
@@ -454,15 +462,20 @@ def _notes(options: FinetuneOptions, pretrained: PretrainedModel, dataset: Valid
 
 def _train(generator: SRGenerator, ema: ModelEMA, loss: GeneratorLoss, adversary: _Adversary | None,
            dataset: ValidPatches, options: FinetuneOptions, device: torch.device,
-           started: float, validate: Callable[[int], None]) -> tuple[list[dict[str, float]], bool]:
-    """The training loop; returns each step's unweighted losses and whether the time budget stopped it.
+           started: float, validate: Callable[[int], bool]) -> tuple[list[dict[str, float]], bool, bool]:
+    """The training loop.
 
-    ``validate(step)`` runs after every ``options.validation_interval`` steps.
+    ``validate(step)`` runs after every ``options.validation_interval`` steps
+    and returns True to stop early.
+
+    Returns:
+        Each step's unweighted losses, whether the time budget stopped the run
+        and whether ``validate`` did.
     """
     optimizer = torch.optim.Adam(generator.parameters(), lr=options.learning_rate, betas=ADAM_BETAS)
     budget = options.max_minutes * 60.0
     records: list[dict[str, float]] = []
-    step_seconds, stopped_by_time = 0.0, False
+    step_seconds, stopped_by_time, stopped_early = 0.0, False, False
     bar = tqdm(total=options.steps, disable=not options.progress, unit="step", desc="finetune", dynamic_ncols=True)
     try:
         for step in range(options.steps):
@@ -483,14 +496,15 @@ def _train(generator: SRGenerator, ema: ModelEMA, loss: GeneratorLoss, adversary
             ema.update(generator)
             record.update({name: float(value.item()) for name, value in parts.items()})
             records.append(record)
-            if len(records) % options.validation_interval == 0:
-                validate(len(records))
             step_seconds = time.monotonic() - now
             bar.update(1)
             bar.set_postfix({name: f"{value:.4g}" for name, value in record.items()}, refresh=False)
+            if len(records) % options.validation_interval == 0 and validate(len(records)):
+                stopped_early = True
+                break
     finally:
         bar.close()
-    return records, stopped_by_time
+    return records, stopped_by_time, stopped_early
 
 
 def finetune(
@@ -558,8 +572,13 @@ def finetune(
 
     evaluation = {"bicubic": score(None), "pretrained": score(ema.module)}
     best = _BestWeights(ema.module, evaluation["pretrained"])
-    records, stopped_by_time = _train(generator, ema, loss, adversary, dataset, options, device, started,
-                                      validate=lambda step: best.offer(ema.module, step, score(ema.module)))
+
+    def validate(step: int) -> bool:
+        best.offer(ema.module, step, score(ema.module))
+        return bool(dataset.num_holdout) and 0 < options.patience <= best.stale
+
+    records, stopped_by_time, stopped_early = _train(generator, ema, loss, adversary, dataset, options, device,
+                                                     started, validate)
     step = len(records)
     evaluation["last"] = score(ema.module)
     best.offer(ema.module, step, evaluation["last"])
@@ -569,7 +588,7 @@ def finetune(
     report = FinetuneReport(
         output=output, pretrained=pretrained.name, channels=dataset.channels, scale=scale, phase=phase,
         steps=step, planned_steps=options.steps, seconds=round(time.monotonic() - started, 1),
-        stopped_by_time=stopped_by_time,
+        stopped_by_time=stopped_by_time, stopped_early=stopped_early,
         first_losses=_mean(records[:LOSS_WINDOW]), last_losses=_mean(records[-LOSS_WINDOW:]),
         evaluation=evaluation, evaluated_on=evaluated_on, best_step=best.step,
         sources=list(dict.fromkeys(dataset.names)), notes=_notes(options, pretrained, dataset),
@@ -605,6 +624,7 @@ def _summary(report: FinetuneReport, options: FinetuneOptions, pretrained: Pretr
         "steps": {"done": report.steps, "planned": report.planned_steps},
         "minutes": round(report.seconds / 60.0, 2),
         "stopped_by_time": report.stopped_by_time,
+        "stopped_early": report.stopped_early,
         "losses": {"first": report.first_losses, "last": report.last_losses},
         "evaluation": report.evaluation,
         "evaluated_on": report.evaluated_on,

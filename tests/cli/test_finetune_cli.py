@@ -126,7 +126,8 @@ def test_command_defaults_are_the_options_defaults():
         if parameter.name in ("learning_rate", "steps", "max_minutes", "batch_size", "patch_size", "pixel_loss",
                               "pixel_weight", "perceptual_weight", "perceptual_network", "adversarial",
                               "adversarial_weight",
-                              "vgg_weights", "vgg_layer", "min_valid_fraction", "seed", "model", "phase", "device"):
+                              "vgg_weights", "vgg_layer", "min_valid_fraction", "seed", "model", "phase", "device",
+                              "holdout_fraction", "validation_interval", "patience"):
             assert parameter.default == getattr(defaults, parameter.name), parameter.name
 
 

@@ -167,6 +167,16 @@ def test_finetuning_never_saves_weights_worse_than_the_pretrained_ones_on_held_o
     assert info.training["best_step"] == 0 and info.phase == "psnr"
 
 
+def test_patience_stops_a_run_whose_held_out_score_stops_improving(tmp_path, tiny_rgb, coffee):
+    options = FinetuneOptions(model=str(tiny_rgb), **{**FAST, "steps": 1000, "learning_rate": 1.0,
+                                                      "validation_interval": 5, "patience": 2})
+    report = finetune(load_pretrained(options, 3), [FinetuneImage("coffee", coffee)], tmp_path / "m.safetensors",
+                      options, Degradation(scale=SCALE, kernel="area", clip=False))
+    assert report.stopped_early and not report.stopped_by_time
+    assert report.steps == 10 and report.best_step == 0  # scores at steps 5 and 10 did not beat the start
+    assert read_checkpoint_info(tmp_path / "m.safetensors").training["stopped_early"] is True
+
+
 def test_finetuning_lowers_the_pixel_loss_and_records_the_run(tmp_path, tiny_rgb, coffee):
     options = FinetuneOptions(model=str(tiny_rgb), **FAST)
     pretrained = load_pretrained(options, 3)
