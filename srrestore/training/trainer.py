@@ -463,9 +463,15 @@ class Trainer:
         return {"pixel": loss.item()}
 
     def _start_gan_phase(self) -> None:
-        """Phase 2 starts from the PSNR model (phase 1's EMA) with a fresh Adam."""
+        """Phase 2 starts from the PSNR model (phase 1's EMA) with a fresh Adam and a restarted EMA warm-up.
+
+        Restarting the warm-up makes the GAN model an average of phase-2
+        weights: with the full decay (0.999) a 500-step phase 2 would keep
+        60 % of the PSNR model in it.
+        """
         if self.config.pretrain_steps > 0:
             self.generator.load_state_dict(self.ema.module.state_dict())
+        self.ema.num_updates = 0
         self.optimizer_g = self._adam(self.generator, self.config.generator_optimizer)
         self.gan_started = True
 

@@ -47,6 +47,7 @@ def test_two_phase_run_lowers_the_pixel_loss_and_writes_exact_checkpoints(tmp_pa
 
     result = trainer.run()
     assert result.finished and result.step == 19
+    assert trainer.ema.num_updates == 3  # the GAN model averages phase-2 weights only (warm-up restarted)
     gan_model, gan_info = load_generator(tmp_path / "model.safetensors")
     with torch.no_grad():
         assert torch.equal(gan_model(lr), trainer.ema.module(lr))
