@@ -130,9 +130,11 @@ def traced_peak(network, size: int, tile: int) -> int:
 
 def test_memory_is_flat_in_the_image_size(nets):
     network = nets.NearestUpsampler(channels=3)
-    small, large = traced_peak(network, 256, 64), traced_peak(network, 768, 64)
-    assert large < 1.25 * small, f"peak grew from {small} to {large} bytes"
-    assert large < 3 * (2 * 768) ** 2, "peak as large as the uint8 output"
+    # 9 times the pixels: memory that grew with the image would grow about 9 times. The peak varies by up
+    # to 25 % with thread timing (how full the bounded queues get), hence the 1.5 margin.
+    small, large = traced_peak(network, 512, 64), traced_peak(network, 1536, 64)
+    assert large < 1.5 * small, f"peak grew from {small} to {large} bytes"
+    assert large < 3 * (2 * 1536) ** 2 / 4, "peak a quarter of the uint8 output"
 
 
 def test_volume_plane_by_plane_in_plane_axes(nets):
