@@ -54,6 +54,10 @@ class ModelEMA:
                 own[name].copy_(value)
         self.num_updates += 1
 
+    def restart_warmup(self) -> None:
+        """Ramp the decay up again from the next update, as after construction (the average keeps its weights)."""
+        self.num_updates = 0
+
     @torch.no_grad()
     def reset(self, model: nn.Module) -> None:
         """Make the average equal ``model``'s weights (the update count is kept)."""

@@ -53,8 +53,8 @@ data range 1); the best weights are saved, the pretrained ones (step 0)
 included: fine-tuning never saves a model that does worse on held-out data
 than where it started. Small data overfit fast, so this matters most on small
 scenes and scans. Images too small for a band are trained on in full; when no
-image has one, the scores come from fixed training patches and the notes say
-the check could not be made (the last weights are saved).
+image has one, the scores come from fixed training patches (which cannot show
+overfitting), patience never stops the run, and the notes say so.
 """
 
 from __future__ import annotations

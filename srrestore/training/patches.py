@@ -259,7 +259,6 @@ class ValidPatches(Dataset):
         self.channels = channels.pop()
         margin = degradation.margin if degradation is not None else (0, 0)
         self.margin_hr = (margin[0] * self.scale[0], margin[1] * self.scale[1])
-        self.holdout_fraction = holdout_fraction
         self.names: list[str] = []
         self.skipped: list[str] = []
         self._sources: list[_Source] = []

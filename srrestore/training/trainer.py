@@ -471,7 +471,7 @@ class Trainer:
         """
         if self.config.pretrain_steps > 0:
             self.generator.load_state_dict(self.ema.module.state_dict())
-        self.ema.num_updates = 0
+        self.ema.restart_warmup()
         self.optimizer_g = self._adam(self.generator, self.config.generator_optimizer)
         self.gan_started = True
 
