@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import weakref
 from pathlib import Path
 from typing import ContextManager
 
@@ -45,6 +46,10 @@ TILE_ALIGNMENT = 16  # auto tiles are multiples of 16 LR px, so output windows s
 # srgan x2 and x4 forwards on 256-384 px inputs (2.8 and 5.1 kB per input pixel).
 ACTIVATION_FACTOR = 6.0  # times the largest module output
 OUTPUT_FACTOR = 16.0  # times the network's output
+
+# Probe results per network object and probe setting: the probe costs a forward pass, which
+# dominates small images, and activation sizes depend on the architecture only, not the weights.
+_PROBED: weakref.WeakKeyDictionary[nn.Module, dict[tuple[object, ...], float]] = weakref.WeakKeyDictionary()
 
 
 def _mps_available() -> bool:
@@ -170,8 +175,20 @@ def forward_bytes_per_pixel(
         probe: side of the ``(1, C, probe, ...)`` probe input, in pixels.
 
     Returns:
-        Bytes per input pixel (per sample of a batch).
+        Bytes per input pixel (per sample of a batch); measured once per network
+        object and setting, then remembered.
     """
+    key = (channels, ndim, str(device), dtype, probe)
+    known = _PROBED.setdefault(network, {})
+    if key not in known:
+        known[key] = _probe_bytes_per_pixel(network, channels, ndim, device, dtype, probe)
+    return known[key]
+
+
+def _probe_bytes_per_pixel(
+    network: nn.Module, channels: int, ndim: int, device: torch.device, dtype: torch.dtype | None, probe: int
+) -> float:
+    """One probe forward for :func:`forward_bytes_per_pixel`."""
     sample = torch.zeros((1, channels) + (probe,) * ndim, device=device)
     pixels = float(probe**ndim)
     if device.type == "cuda":

@@ -5,11 +5,18 @@ sees the two ``plane_axes`` and the third axis is *iterated*: tiles are one
 plane thick there, with no halo and a factor of 1. A network with as many axes
 as the image sees them all.
 
-Every tile of a run computes a core of the same size, so windows batch without
-padding. With ``size_multiple == 1`` the last tile along an axis is shifted
-back to end at the image's edge (it overlaps its neighbour and writes only the
-new part); with ``size_multiple > 1`` tiles stay on the network's grid and the
-last one reaches past the edge instead (padded like whole-image inference).
+Every tile of a run computes a core of the same size. With ``size_multiple ==
+1`` the last tile along an axis is shifted back to end at the image's edge (it
+overlaps its neighbour and writes only the new part); with ``size_multiple >
+1`` tiles stay on the network's grid and the last one reaches past the edge
+instead.
+
+A window is its core grown by the halo. By default it stops at the image's
+edges: the network sees the image as it is and its own convolutions pad there,
+exactly as on its training patches and in whole-image inference. With
+``pad_edges`` (forced for ``size_multiple > 1``, whose windows must keep their
+size) windows reach past the edges and are padded by replicating edge pixels,
+the same way whole-image inference then pads.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ class Layout:
         scale: upscale factor per spatial axis (1 on an iterated axis).
         halo: LR pixels read around a tile per spatial axis (0 on an iterated axis).
         multiple: the network's ``size_multiple``.
+        pad_edges: windows reach past the image's edges (edge-replicated)
+            instead of stopping there.
     """
 
     shape: tuple[int, ...]
@@ -43,6 +52,7 @@ class Layout:
     scale: tuple[int, ...]
     halo: tuple[int, ...]
     multiple: int = 1
+    pad_edges: bool = False
 
     @property
     def iterated_axes(self) -> tuple[int, ...]:
@@ -59,8 +69,9 @@ class Layout:
         return tuple(self.shape[axis] for axis in self.net_axes)
 
     def window(self, core: Region) -> Region:
-        """The LR box a core is computed from: the core grown by the halo."""
-        return core.padded(self.halo)
+        """The LR box a core is computed from: the core grown by the halo, inside the image unless ``pad_edges``."""
+        grown = core.padded(self.halo)
+        return grown if self.pad_edges else grown.clipped(self.shape)
 
     def core_size(self, tile_size: int) -> tuple[int, ...]:
         """Per-axis size of every tile's core for a ``tile_size`` side."""
@@ -94,7 +105,9 @@ def _normalise_axis(axis: int, ndim: int) -> int:
     return axis % ndim
 
 
-def make_layout(shape: tuple[int, ...], spec: ModelSpec, plane_axes: tuple[int, int], halo: int) -> Layout:
+def make_layout(
+    shape: tuple[int, ...], spec: ModelSpec, plane_axes: tuple[int, int], halo: int, pad_edges: bool = False
+) -> Layout:
     """Map a network onto an image.
 
     Args:
@@ -103,6 +116,7 @@ def make_layout(shape: tuple[int, ...], spec: ModelSpec, plane_axes: tuple[int, 
         plane_axes: for a volume under a 2-D network, the two spatial axes the
             network sees (negative indices count from the end).
         halo: LR pixels per side read around each tile (rounded up to ``spec.size_multiple``).
+        pad_edges: pad windows past the image's edges (always for ``size_multiple > 1``).
 
     Raises:
         UnsupportedInputError: the image has neither the network's number of axes nor one more.
@@ -128,7 +142,8 @@ def make_layout(shape: tuple[int, ...], spec: ModelSpec, plane_axes: tuple[int, 
     for factor, axis in zip(spec.scale, net_axes):
         scale[axis] = int(factor)
         halos[axis] = halo
-    return Layout(tuple(int(n) for n in shape), net_axes, tuple(scale), tuple(halos), multiple)
+    return Layout(tuple(int(n) for n in shape), net_axes, tuple(scale), tuple(halos), multiple,
+                  pad_edges or multiple > 1)
 
 
 def _split_axis(low: int, high: int, extent: int, size: int, shift: bool) -> list[tuple[int, int, int]]:

@@ -1,8 +1,10 @@
-"""Edge padding: what the network sees past the image's edges.
+"""Edge padding: what the network sees past the image's edges when windows reach past them.
 
-Whole-image inference pads the image by the halo, replicating edge pixels
-(numpy's ``"edge"`` mode); a tile's window is padded the same way, so the
-window equals the matching box of the padded whole image.
+By default windows stop at the image's edges and nothing is padded (see
+:mod:`srrestore.engine.grid`). With ``pad_edges`` whole-image inference pads
+the image by the halo, replicating edge pixels (numpy's ``"edge"`` mode); a
+tile's window is padded the same way, so it equals the matching box of the
+padded whole image.
 """
 
 from __future__ import annotations

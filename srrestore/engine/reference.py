@@ -1,8 +1,10 @@
 """Whole-image inference: the definition tiled inference must equal.
 
-Fill nodata from the nearest valid pixel over the whole image, normalise, pad
-by the halo replicating edge pixels, run the network once, apply the guard,
-crop, and restore stored values and nodata. Volumes under a 2-D network are
+Fill nodata from the nearest valid pixel over the whole image, normalise, run
+the network once on the image as it is (its own convolutions pad at the edges;
+with ``pad_edges``, or for networks needing a size multiple, the image is first
+padded by the halo replicating edge pixels), apply the guard, crop, and restore
+stored values and nodata. Volumes under a 2-D network are
 processed the same way plane by plane. Memory grows with the image: this is a
 reference for tests and benchmarks, not a way to process large images.
 """
@@ -42,8 +44,8 @@ def upscale_whole(
         array: ``(C, H, W)`` or ``(C, D, H, W)`` stored values.
         network, spec, normalization: as for :func:`srrestore.engine.tiler.upscale`.
         nodata: the image's nodata value (NaN allowed) or None.
-        options: only ``device``, ``precision``, ``consistency``, ``plane_axes``
-            and ``halo`` matter here.
+        options: only ``device``, ``precision``, ``consistency``, ``plane_axes``,
+            ``halo`` and ``pad_edges`` matter here.
 
     Returns:
         ``(C_out, *spatial*scale)`` array of ``array.dtype``.
@@ -76,8 +78,9 @@ def upscale_whole(
             a + (-(-(b - a) // multiple) * multiple if axis in layout.net_axes else b - a)
             for axis, (a, b) in enumerate(zip(region.start, region.stop))
         ))
-        pixels = edge_pad(normalization.forward(values), region, layout.window(core))
-        sr, _ = runner([torch.from_numpy(np.ascontiguousarray(pixels))])
+        window = layout.window(core)
+        pixels = edge_pad(normalization.forward(values), region, window)
+        sr, _ = runner([torch.from_numpy(np.ascontiguousarray(pixels))], [core.relative_to(window)])
         crop = (slice(None), *region.relative_to(core).scaled(layout.scale).slices())
         result = TileOutput(Tile(core, region), sr[0].numpy()[crop], None if valid.all() else valid, None)
         output[target] = to_stored(result, plan.out_channels, layout, normalization, plan.dtype, nodata)

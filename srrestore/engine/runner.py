@@ -1,4 +1,4 @@
-"""Running the network on padded windows: device, axes, bands, autocast, guard, crop."""
+"""Running the network on windows: device, axes, bands, autocast, guard, crop to the cores."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from torch import nn
 from srrestore.engine import consistency as guard
 from srrestore.engine.devices import autocast
 from srrestore.engine.grid import Layout
+from srrestore.engine.region import Region
 from srrestore.errors import ConfigError
 
 __all__ = ["NetworkRunner"]
@@ -22,7 +23,7 @@ class NetworkRunner:
     them to the device, reorders them to the network's axes and drops iterated
     (size-1) axes, folds bands into the batch when a 1-channel network runs on
     a C-band image, runs the network under autocast, applies the consistency
-    guard to the whole window, then crops the halo.
+    guard to the whole window, then crops each window to its core.
 
     Args:
         network: maps ``(B, C_in, *n)`` to ``(B, C_out, *n*scale)``; already on ``device``.
@@ -53,9 +54,9 @@ class NetworkRunner:
         self.consistency = consistency
         spatial = tuple(2 + axis for axis in (*layout.net_axes, *layout.iterated_axes))
         self._to_network = (0, 1, *spatial)
-        self._from_network = tuple(self._to_network.index(axis) for axis in range(len(self._to_network)))
+        # One window (no batch axis): network layout (C, *net, *iterated) back to (C, *spatial).
+        self._from_network = tuple(self._to_network.index(axis) - 1 for axis in range(1, len(self._to_network)))
         self._net_scale = tuple(layout.scale[axis] for axis in layout.net_axes)
-        self._net_halo = tuple(layout.halo[axis] for axis in layout.net_axes)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """``(B, C, *n)`` normalised, network axes only -> ``(B, C_out, *n*scale)`` float32."""
@@ -74,17 +75,21 @@ class NetworkRunner:
         output = output.float()
         return output.reshape(batch, channels, *output.shape[2:]) if self.band_by_band else output
 
-    def __call__(self, windows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, windows: Sequence[torch.Tensor], cores: Sequence[Region]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Run a batch.
 
         Args:
             windows: ``B`` tensors ``(C, *window)`` of normalised float32 values
                 (pinned host memory on CUDA), all the same shape.
+            cores: per window, the box of its core relative to the window
+                (image axis order): what is kept of the output.
 
         Returns:
-            ``sr``: ``(B, C_out, *core*scale)`` float32 on the host;
-            ``residual``: ``(B, C, *core)`` float32 on the host, ``lr - degrade(sr)``
-            with the guard's degradation (area when there is no guard).
+            ``sr``: ``B`` tensors ``(C_out, *core*scale)`` float32 on the host;
+            ``residual``: ``B`` tensors ``(C, *core)`` float32 on the host,
+            ``lr - degrade(sr)`` with the guard's degradation (area when there is no guard).
         """
         stacked = torch.stack([window.to(self.device, non_blocking=True) for window in windows])
         permuted = stacked.permute(self._to_network)
@@ -94,12 +99,15 @@ class NetworkRunner:
         if self.consistency is not None:
             sr = guard.project(sr, lr, self._net_scale, self.consistency)
         error = guard.residual(sr, lr, self._net_scale, self.consistency)
-        sr = sr[(slice(None), slice(None), *(slice(h * s, n - h * s) for h, s, n in
-                                             zip(self._net_halo, self._net_scale, sr.shape[2:])))]
-        error = error[(slice(None), slice(None), *(slice(h, n - h) for h, n in zip(self._net_halo, error.shape[2:])))]
-        return self._restore_axes(sr).cpu(), self._restore_axes(error).cpu()
+        kept_sr, kept_error = [], []
+        for index, core in enumerate(cores):
+            net_core = Region(tuple(core.start[axis] for axis in self.layout.net_axes),
+                              tuple(core.stop[axis] for axis in self.layout.net_axes))
+            kept_sr.append(self._restore_axes(sr[index, :, *net_core.scaled(self._net_scale).slices()]).cpu())
+            kept_error.append(self._restore_axes(error[index, :, *net_core.slices()]).cpu())
+        return kept_sr, kept_error
 
     def _restore_axes(self, values: torch.Tensor) -> torch.Tensor:
-        """Network layout ``(B, C, *net)`` back to image layout ``(B, C, *spatial)``."""
+        """Network layout ``(C, *net)`` back to image layout ``(C, *spatial)``."""
         ones = (1,) * len(self.layout.iterated_axes)
         return values.reshape(*values.shape, *ones).permute(self._from_network)

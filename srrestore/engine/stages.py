@@ -2,9 +2,9 @@
 
 Reading (reader thread): the mask, then the values, of the tile's window
 clipped to the image, with more context where nodata filling needs it; fill,
-normalise to float32, edge-pad past the image's edges. Writing (writer
-thread): inverse normalisation, nodata kept off valid pixels and re-imposed
-on invalid ones.
+normalise to float32, edge-pad where the window reaches past the image (only
+with ``pad_edges``). Writing (writer thread): inverse normalisation, nodata
+kept off valid pixels and re-imposed on invalid ones.
 """
 
 from __future__ import annotations

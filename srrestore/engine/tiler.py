@@ -1,9 +1,10 @@
 """Exact, streaming, tiled upscaling.
 
 Each tile is computed from its window (the tile grown by a halo at least the
-model's receptive field, padded past the image's edges the way whole-image
-inference pads), so tiled output equals :func:`srrestore.engine.reference.upscale_whole`
-up to float rounding, whatever the tile size. Tiles are read, computed and
+model's receptive field, stopping at the image's edges the way whole-image
+inference does; see :mod:`srrestore.engine.grid`), so tiled output equals
+:func:`srrestore.engine.reference.upscale_whole` up to float rounding, whatever
+the tile size. Tiles are read, computed and
 written in row-major order by three threads with bounded queues: memory stays
 flat in the image's size. On an out-of-memory error the batch is halved, then
 the tile the network sees, and the run goes on.
@@ -93,18 +94,26 @@ class _Assembly:
 
 @dataclass
 class _Window:
-    """Part of a tile the network runs at once; boxes are relative to the tile's core."""
+    """Part of a tile the network runs at once.
+
+    Attributes:
+        assembly: the tile it belongs to.
+        core: the LR box it computes, relative to the tile's core.
+        write: the part of ``core`` it delivers, relative to the tile's core.
+        box: its window (the core grown by the halo), relative to the tile's window.
+        core_in_box: ``core`` relative to ``box``: what the runner keeps of the output.
+    """
 
     assembly: _Assembly
     core: Region
     write: Region
-    halo: tuple[int, ...]
+    box: Region
+    core_in_box: Region
 
     @property
     def pixels(self) -> torch.Tensor:
-        """``(C, *window)`` slice of the tile's input (the core grown by the halo)."""
-        box = Region(self.core.start, tuple(b + 2 * h for b, h in zip(self.core.stop, self.halo)))
-        return self.assembly.item.pixels[(slice(None), *box.slices())]  # type: ignore[index]
+        """``(C, *box)`` slice of the tile's input."""
+        return self.assembly.item.pixels[(slice(None), *self.box.slices())]  # type: ignore[index]
 
 
 @dataclass
@@ -238,12 +247,12 @@ class TiledUpscaler:
             assembly = self._assemble(item)
             waiting.append(assembly)
             pending.extend(self._windows(assembly))
-            while len(pending) >= self.batch_size:
-                batch, pending = pending[: self.batch_size], pending[self.batch_size :]
+            while batch := self._next_batch(pending, final=False):
+                pending = pending[len(batch) :]
                 self._run(batch)
             yield from self._finished(waiting)
-        while pending:
-            batch, pending = pending[: self.batch_size], pending[self.batch_size :]
+        while batch := self._next_batch(pending, final=True):
+            pending = pending[len(batch) :]
             self._run(batch)
         yield from self._finished(waiting)
 
@@ -264,26 +273,46 @@ class TiledUpscaler:
     def _split(self, assembly: _Assembly, within: Region, write: Region, side: int) -> list[_Window]:
         """Windows of side ``side`` covering ``write``, cores inside ``within`` (tile-core frame)."""
         layout = self.plan.layout
+        tile = assembly.item.tile
+        tile_window = layout.window(tile.core)
         size = tuple(min(side, n) if axis in layout.net_axes else n for axis, n in enumerate(within.size))
-        windows = [
-            _Window(assembly, _moved(piece.core, within.start), _moved(piece.write, within.start), layout.halo)
-            for piece in split(write.relative_to(within), within.size, size, shift=True)
-        ]
+        windows = []
+        for piece in split(write.relative_to(within), within.size, size, shift=True):
+            core = _moved(piece.core, within.start)
+            absolute_core = _moved(core, tile.core.start)
+            box = layout.window(absolute_core)
+            windows.append(_Window(assembly, core, _moved(piece.write, within.start), box.relative_to(tile_window),
+                                   absolute_core.relative_to(box)))
         assembly.pending += len(windows)
         return windows
+
+    def _next_batch(self, pending: list[_Window], final: bool) -> list[_Window]:
+        """The next batch to run: up to ``batch_size`` leading windows of one shape.
+
+        Empty while the batch could still grow (unless ``final``). Windows
+        differ in shape where they stop at the image's edges.
+        """
+        if not pending:
+            return []
+        shape = pending[0].box.size
+        count = 1
+        while count < min(self.batch_size, len(pending)) and pending[count].box.size == shape:
+            count += 1
+        ready = final or count == self.batch_size or count < len(pending)
+        return pending[:count] if ready else []
 
     def _run(self, windows: list[_Window]) -> None:
         """Run windows through the network, recovering from out-of-memory errors."""
         try:
-            sr, error = self.runner([window.pixels for window in windows])
+            sr, error = self.runner([window.pixels for window in windows], [window.core_in_box for window in windows])
         except Exception as failure:  # only out-of-memory errors are handled
             if not is_out_of_memory(failure):
                 raise
             # Drop the traceback: its frames hold the batch's tensors.
             out_of_memory = failure.with_traceback(None)
         else:
-            for window, values, residual in zip(windows, sr.numpy(), error.numpy()):
-                self._deliver(window, values, residual)
+            for window, values, residual in zip(windows, sr, error):
+                self._deliver(window, values.numpy(), residual.numpy())
             return
         self._recover(out_of_memory, windows)
 
@@ -305,8 +334,8 @@ class TiledUpscaler:
             self.compute_tile = min(self.compute_tile, smaller)
             window.assembly.pending -= 1
             parts = self._split(window.assembly, window.core, window.write, smaller)
-        while parts:  # the batch size may shrink again on the way
-            batch, parts = parts[: self.batch_size], parts[self.batch_size :]
+        while batch := self._next_batch(parts, final=True):  # the batch size may shrink again on the way
+            parts = parts[len(batch) :]
             self._run(batch)
 
     def _deliver(self, window: _Window, values: np.ndarray, residual: np.ndarray) -> None:

@@ -14,6 +14,7 @@ from srrestore.engine import (
     resolve_device,
     resolve_precision,
     upscale,
+    upscale_array,
 )
 from srrestore.engine.devices import auto_tile_and_batch, forward_bytes_per_pixel, free_memory, is_out_of_memory
 from srrestore.errors import ConfigError
@@ -69,6 +70,17 @@ def test_bytes_per_pixel_estimate_scales_with_the_network(tiny_rgb, nets):
     wide = nets.seeded_generator("srgan", in_channels=3, scale=2)
     tiny = forward_bytes_per_pixel(tiny_rgb, 3, 2, cpu, None, 48)
     assert 0 < tiny < forward_bytes_per_pixel(wide, 3, 2, cpu, None, 48)
+
+
+def test_the_memory_probe_runs_once_per_network(astronaut, nets):
+    network = nets.seeded_generator("test-tiny", in_channels=3, scale=2)
+    forwards = []
+    network.register_forward_hook(lambda _module, inputs, _output: forwards.append(inputs[0].shape))
+    normalization = Normalization.for_dtype("uint8", 3)
+    for _ in range(3):
+        upscale_array(astronaut, network, network.spec, normalization, UpscaleOptions(device="cpu"))
+    # One probe forward, then one forward per run (the image fits in one tile).
+    assert len(forwards) == 4 and forwards.count(forwards[1]) == 3
 
 
 def test_automatic_options_and_reduced_precision_run(astronaut, tiny_rgb, capsys):

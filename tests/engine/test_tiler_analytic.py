@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tracemalloc
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -58,15 +59,35 @@ def test_plus_one_predictor_shifts_every_pixel_by_one_dn(camera, nets):
 
 
 @pytest.mark.parametrize("tile_size", [5, 16, 33])
-def test_halo_and_edge_padding_match_the_whole_image_definition(camera, nets, tile_size):
-    # 3x3 mean over the edge-padded image (scipy's mode="nearest" replicates edges), then x2 nearest.
+@pytest.mark.parametrize(("pad_edges", "scipy_mode"), [(False, "constant"), (True, "nearest")])
+def test_halo_and_edge_handling_match_the_whole_image_definition(camera, nets, tile_size, pad_edges, scipy_mode):
+    # 3x3 mean, then x2 nearest. By default the network pads the image's edges itself (zeros here,
+    # scipy's "constant"); with pad_edges the engine first replicates edge pixels (scipy's "nearest").
     network = nets.BoxThenNearest()
     normalization = Normalization.for_dtype("uint8", 1)
-    expected = ndimage.uniform_filter(camera[0].astype(np.float64), size=3, mode="nearest")
+    options = UpscaleOptions(tile_size=tile_size, pad_edges=pad_edges)
+    expected = ndimage.uniform_filter(camera[0].astype(np.float64), size=3, mode=scipy_mode)
     expected = kron(np.rint(expected)[None], (2, 2)).astype(np.uint8)
-    tiled = upscale_array(camera, network, network.spec, normalization, UpscaleOptions(tile_size=tile_size))
+    tiled = upscale_array(camera, network, network.spec, normalization, options)
     np.testing.assert_array_equal(tiled, expected)
-    np.testing.assert_array_equal(upscale_whole(camera, network, network.spec, normalization), expected)
+    np.testing.assert_array_equal(upscale_whole(camera, network, network.spec, normalization, options=options), expected)
+
+
+def test_windows_stop_at_the_image_edges_unless_edges_are_padded(camera, nets):
+    network = nets.NearestUpsampler()
+    normalization = Normalization.for_dtype("uint8", 1)
+    whole = UpscaleOptions(tile_size=200, batch_size=1, halo=4)
+    upscale_array(camera, network, network.spec, normalization, whole)
+    assert network.calls == [(1, 1, 72, 90)]  # a small image runs on its own pixels only
+    network.calls.clear()
+    upscale_array(camera, network, network.spec, normalization, replace(whole, pad_edges=True))
+    assert network.calls == [(1, 1, 80, 98)]
+    network.calls.clear()
+    upscale_array(camera, network, network.spec, normalization, UpscaleOptions(tile_size=24, batch_size=4, halo=4))
+    # Rows of tiles at 0, 24, 48 (of 72): edge tiles get the halo on their inner side only, and a
+    # batch never mixes window shapes.
+    assert sorted({shape[2] for shape in network.calls}) == [28, 32]
+    assert sum(shape[0] for shape in network.calls) == 3 * 4
 
 
 def test_a_halo_below_the_receptive_field_is_refused(camera, nets):
