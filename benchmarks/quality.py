@@ -12,7 +12,9 @@ Methods: MATLAB-compatible bicubic; the built-in RGB models
 the measured peers FSRCNN, FSRCNN-small and ESPCN run by OpenCV's
 ``cv2.dnn_superres`` (``pip install opencv-contrib-python-headless``; frozen
 graphs from ``DATA/models/opencv_dnn_superres``). Speed is output megapixels
-per second of the upscaling call alone, on the CPU with 2 threads. "detail"
+per second of the upscaling call alone, on the CPU with 2 threads (with
+``--compile`` the models run a second time compiled by ``torch.compile``; the
+one-off compilation happens in the warm-up and is not timed). "detail"
 is :func:`srrestore.metrics.detail_ratio` on ``Y`` (gradient energy
 relative to the HR image: 1 = as sharp as the reference, below = blurrier),
 the figure that shows a GAN model restoring more texture than a PSNR one.
@@ -72,8 +74,11 @@ def bicubic(scale: int) -> Upscaler:
     return lambda image: _to_uint8(upscale_bicubic(image.astype(np.float64), scale))
 
 
-def builtin_or_file(name: str, scale: int) -> tuple[str, Upscaler] | None:
-    """A built-in ``srgan-rgb-{phase}`` at ``scale`` or a checkpoint file; None if not installed or another scale."""
+def builtin_or_file(name: str, scale: int, compile: bool = False) -> tuple[str, Upscaler] | None:
+    """A built-in ``srgan-rgb-{phase}`` at ``scale`` or a checkpoint file; None if not installed or another scale.
+
+    With ``compile`` the network runs compiled by ``torch.compile`` (label suffixed "compiled").
+    """
     if Path(name).is_file():
         model = load_model(name, device="cpu", precision="fp32")
         if max(model.spec.scale) != scale:
@@ -85,6 +90,8 @@ def builtin_or_file(name: str, scale: int) -> tuple[str, Upscaler] | None:
             return None
         model = load_model(builtin, device="cpu", precision="fp32")
         label = builtin
+    if compile:
+        return f"{label}, compiled", lambda image: model.upscale(image, compile=True)
     return label, lambda image: model.upscale(image)
 
 
@@ -137,18 +144,22 @@ def degrade(hr: np.ndarray, scale: int) -> np.ndarray:
     return _to_uint8(downscale(hr.astype(np.float64), scale, "bicubic"))
 
 
-def methods_for(names: list[str], scale: int, data: Path) -> list[tuple[str, Upscaler]]:
-    """The runnable methods among ``names`` at ``scale``, in the order given."""
+def methods_for(names: list[str], scale: int, data: Path, compile: bool = False) -> list[tuple[str, Upscaler]]:
+    """The runnable methods among ``names`` at ``scale``, in the order given (models also compiled if asked)."""
     found = []
     for name in names:
         if name == "bicubic":
             found.append(("bicubic (MATLAB)", bicubic(scale)))
             continue
-        method = opencv_peer(name, scale, data) if name in OPENCV_PEERS else builtin_or_file(name, scale)
-        if method is None:
-            print(f"skipped {name} at x{scale}: not installed", file=sys.stderr)
+        if name in OPENCV_PEERS:
+            methods = [opencv_peer(name, scale, data)]
         else:
-            found.append(method)
+            methods = [builtin_or_file(name, scale)] + ([builtin_or_file(name, scale, compile=True)] if compile else [])
+        for method in methods:
+            if method is None:
+                print(f"skipped {name} at x{scale}: not installed", file=sys.stderr)
+            else:
+                found.append(method)
     return found
 
 
@@ -160,8 +171,10 @@ def run(args: argparse.Namespace) -> list[tuple[int, str, dict[str, Score]]]:
     rows = []
     for scale in args.scale:
         images = {name: sorted((args.data / "sr" / "val" / name).glob("*.png")) for name in args.sets}
-        for label, upscaler in methods_for(args.models, scale, args.data):
-            upscaler(degrade(load_hr(images[args.sets[0]][0], scale), scale)[:, :16, :16])  # warm-up
+        for label, upscaler in methods_for(args.models, scale, args.data, args.compile):
+            warm_up = degrade(load_hr(images[args.sets[0]][0], scale), scale)
+            upscaler(warm_up[:, :16, :16])  # first calls prepare kernels (and compile, once for all sizes)
+            upscaler(warm_up[:, :24, :20])
             scores = {}
             for set_name, paths in images.items():
                 score = scores.setdefault(set_name, Score())
@@ -238,6 +251,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sets", nargs="+", default=["Set5", "Set14"])
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_METHODS),
                         help=f"methods: {', '.join(DEFAULT_METHODS)}, or checkpoint files")
+    parser.add_argument("--compile", action="store_true",
+                        help="also run the srgan models compiled by torch.compile (compilation not timed)")
     parser.add_argument("--report", type=Path, default=None, help="folder for one report figure")
     parser.add_argument("--report-image", default="butterfly", help="image of the first set shown in the report")
     args = parser.parse_args(argv)

@@ -56,6 +56,7 @@ def run_engine(reader: Reader, writer: Writer, model: SRModel, normalization: No
         progress=options.progress,
         consistency=options.consistency,
         plane_axes=plane_axes,
+        compile=options.compile,
     )
     if options.dask is None:
         return upscale(reader, writer, model.network, model.spec, normalization, engine_options)

@@ -19,7 +19,7 @@ class RestoreOptions:
         scale: in-plane factor (None: the model's own; 4 for ``"default"``).
         slice_scale: through-plane factor for volumes (None: the format's default).
         phase: built-in variant for ``"default"``: ``"psnr"`` or ``"gan"``.
-        tile_size, batch_size, device, precision, consistency: engine options.
+        tile_size, batch_size, device, precision, consistency, compile: engine options.
         overwrite: replace an existing output.
         progress: show a progress bar on stderr.
         cog: write a Cloud-Optimised GeoTIFF (satellite).
@@ -39,6 +39,7 @@ class RestoreOptions:
     device: str = "auto"
     precision: str = "auto"
     consistency: str | None = None
+    compile: bool = False
     overwrite: bool = False
     progress: bool = True
     cog: bool = False

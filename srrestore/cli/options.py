@@ -29,6 +29,9 @@ def engine_options(function: F) -> F:
                          show_default=True, help="Network precision (normalisation always runs in float32)."),
             click.option("--consistency", type=click.Choice(["area", "bicubic"]), default=None,
                          help="Project the output so that downscaling it gives back the input."),
+            click.option("--compile", "compile", is_flag=True,
+                         help="Compile the network with torch.compile: about 2x faster on CPUs after a "
+                              "one-off compilation of 1-2 minutes; for large images."),
         ]
     ):
         function = option(function)

@@ -82,13 +82,15 @@ class SRModel:
         tile_size: int | None = None,
         batch_size: int | None = None,
         progress: bool = False,
+        compile: bool = False,
     ) -> np.ndarray:
         """Upscale a numpy image, returning the same dtype and layout.
 
         Args:
             array: ``(H, W)`` or channels-first ``(C, H, W)``; uint8, uint16, int16 or float32.
             nodata: value marking invalid pixels (kept as nodata in the output).
-            tile_size, batch_size, progress: engine options (None: automatic).
+            tile_size, batch_size, progress, compile: engine options (None: automatic);
+                see :class:`srrestore.engine.UpscaleOptions`.
 
         Returns:
             ``(H*sy, W*sx)`` or ``(C, H*sy, W*sx)`` array of ``array.dtype``.
@@ -106,7 +108,8 @@ class SRModel:
         image = array[None] if array.ndim == 2 else array
         self.check_channels(image.shape[0])
         options = UpscaleOptions(
-            tile_size=tile_size, batch_size=batch_size, device=self.device, precision=self.precision, progress=progress
+            tile_size=tile_size, batch_size=batch_size, device=self.device, precision=self.precision, progress=progress,
+            compile=compile,
         )
         normalization = self.normalization_for(image, nodata)
         result = upscale_array(image, self.network, self.spec, normalization, options, nodata=nodata)

@@ -43,6 +43,21 @@ def test_restore_png_writes_an_upscaled_image_of_the_same_dtype(tmp_path, astron
     assert sorted(p.name for p in tmp_path.iterdir()) == ["astronaut.png", "out.png"]
 
 
+def test_compile_flag_runs_the_compiled_network(tmp_path, astronaut_png, tiny_models, monkeypatch):
+    import srrestore.engine.runner as runner
+
+    compiled_networks = []
+
+    def record(network):
+        compiled_networks.append(network)
+        return network  # eager: the compiled path itself is tested in tests/engine/test_compilation.py
+
+    monkeypatch.setattr(runner, "compiled", record)
+    result = run("restore", astronaut_png, tmp_path / "out.png", "--model", tiny_models["rgb"], "--compile", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert len(compiled_networks) == 1 and (tmp_path / "out.png").is_file()
+
+
 def test_restore_folder_of_images_and_band_by_band_for_a_one_channel_model(tmp_path, tiny_models):
     folder = tmp_path / "in"
     folder.mkdir()
