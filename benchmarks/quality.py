@@ -42,6 +42,7 @@ import numpy as np
 from srrestore.domains.image import read_image
 from srrestore.errors import MissingDependencyError
 from srrestore.metrics import detail_ratio, rgb_to_y
+from srrestore.models.checkpoint import load_generator, save_generator
 from srrestore.models.registry import list_builtin_models
 from srrestore.models.sr_model import load_model
 from srrestore.pipelines.evaluate import evaluate_arrays
@@ -52,6 +53,9 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPOSITORY.parent / "shared" / "data"
 THREADS = 2
 BUILTIN_PHASES = ("psnr", "gan")
+PROTOCOL = ("Set5/Set14 HR cropped to the scale, MATLAB bicubic degradation rounded to 8 bit, PSNR/SSIM on BT.601 Y "
+            "with shave = scale; 1-channel models run band by band on the RGB images; speed = output MP/s of "
+            "SRModel.upscale on the CPU, 2 threads")
 OPENCV_PEERS = {"fsrcnn": ("FSRCNN", "fsrcnn"), "fsrcnn-small": ("FSRCNN-small", "fsrcnn"), "espcn": ("ESPCN", "espcn")}
 DEFAULT_METHODS = ("bicubic", *(f"srgan-rgb-{phase}" for phase in BUILTIN_PHASES), *OPENCV_PEERS)
 
@@ -244,6 +248,36 @@ def table(rows: list[tuple[int, str, dict[str, Score]]], sets: list[str]) -> str
     return "\n".join(lines)
 
 
+def record_cards(rows: list[tuple[int, str, dict[str, Score]]], command: str, machine_line: str) -> list[str]:
+    """Write each measured built-in model's figures into its card (``card["benchmark"]``).
+
+    ``srrestore models`` then shows them. Compiled rows add ``output_mp_per_s_compiled``.
+    The weights are re-saved unchanged. Returns the names updated.
+    """
+    builtins = {model.name: model.path for model in list_builtin_models()}
+    measured: dict[str, dict[str, Any]] = {}
+    for _scale, label, scores in rows:
+        name = label.removesuffix(", compiled")
+        if name not in builtins:
+            continue
+        entry = measured.setdefault(name, {"protocol": PROTOCOL, "command": command, "machine": machine_line,
+                                           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+        speed = sum(s.output_pixels for s in scores.values()) / sum(s.seconds for s in scores.values()) / 1e6
+        if label != name:
+            entry["output_mp_per_s_compiled"] = round(speed, 2)
+            continue
+        entry["output_mp_per_s"] = round(speed, 2)
+        entry["sets"] = {set_name: {"psnr": round(float(np.mean(score.psnr)), 3),
+                                    "ssim": round(float(np.mean(score.ssim)), 4),
+                                    "detail": round(float(np.mean(score.detail)), 3)}
+                         for set_name, score in scores.items()}
+    for name, entry in measured.items():
+        network, info = load_generator(builtins[name])
+        save_generator(builtins[name], network, info.phase, training=info.training,
+                       card={**info.card, "benchmark": entry})
+    return sorted(measured)
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data folder (holds sr/val/Set5)")
@@ -253,6 +287,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"methods: {', '.join(DEFAULT_METHODS)}, or checkpoint files")
     parser.add_argument("--compile", action="store_true",
                         help="also run the srgan models compiled by torch.compile (compilation not timed)")
+    parser.add_argument("--record-cards", action="store_true",
+                        help="write the built-in models' figures into their cards (shown by `srrestore models`)")
     parser.add_argument("--report", type=Path, default=None, help="folder for one report figure")
     parser.add_argument("--report-image", default="butterfly", help="image of the first set shown in the report")
     args = parser.parse_args(argv)
@@ -271,6 +307,8 @@ def main(argv: list[str] | None = None) -> None:
     command = "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     print(table(rows, args.sets))
     print(f"\nCommand: `{command.strip()}`  \nMachine: {machine()}")
+    if args.record_cards:
+        print(f"Cards updated: {', '.join(record_cards(rows, command.strip(), machine())) or 'none'}")
     if args.report is not None:
         print(f"Report: {write_report(args)}")
 

@@ -38,13 +38,27 @@ def models(as_json: bool) -> None:
 
 
 def _card_summary(card: dict) -> str:
-    """Steps, training time and validation PSNR against bicubic, from a model card."""
+    """Steps, training time and the measured figures, from a model card.
+
+    The figures are the benchmark's (``benchmarks/quality.py --record-cards``:
+    PSNR, detail and speed) where the card has them, else the training's
+    validation PSNR against bicubic.
+    """
     parts = []
     steps = card.get("steps", {})
     if steps:
         parts.append(f"steps {sum(steps.values())}")
     if "training_seconds" in card:
         parts.append(f"{card['training_seconds'] / 60:.0f} min on {card.get('hardware', '?')}")
+    benchmark = card.get("benchmark", {})
+    if benchmark.get("sets"):
+        for name, scores in benchmark["sets"].items():
+            parts.append(f"{name} {scores['psnr']:.2f} dB detail {scores['detail']:.2f}")
+        speed = f"{benchmark['output_mp_per_s']:.2f} MP/s"
+        if "output_mp_per_s_compiled" in benchmark:
+            speed += f" ({benchmark['output_mp_per_s_compiled']:.2f} compiled)"
+        parts.append(f"{speed} (benchmark {benchmark.get('date', '')})")
+        return ", ".join(parts)
     for name, scores in card.get("validation", {}).items():
         if "psnr" in scores and "bicubic_psnr" in scores:
             parts.append(f"{name} {scores['psnr']:.2f} dB (bicubic {scores['bicubic_psnr']:.2f})")
