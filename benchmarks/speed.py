@@ -1,9 +1,11 @@
 """Bare generator throughput on this machine: output megapixels per second.
 
 Runs the network alone (no I/O, no tiling) on random input of a fixed size, so
-the figure shows what the architecture costs. Usage::
+the figure shows what the architecture costs; ``--compile`` adds the same
+network compiled by ``torch.compile`` (as ``srrestore restore --compile`` runs
+it; the compilation is not timed). Usage::
 
-    python benchmarks/speed.py --model srgan-rgb-x4-psnr --size 128 --threads 1 2
+    python benchmarks/speed.py --model srgan-rgb-x4-psnr --size 128 --threads 1 2 --compile
 """
 
 from __future__ import annotations
@@ -16,21 +18,23 @@ import time
 
 import torch
 
+from srrestore.engine.compilation import compiled
 from srrestore.models.sr_model import load_model
 
 
-def measure(model_name: str, size: int, threads: int, repeats: int) -> float:
+def measure(model_name: str, size: int, threads: int, repeats: int, compile: bool = False) -> float:
     """Output megapixels per second of one ``(1, C, size, size)`` forward pass."""
     torch.set_num_threads(threads)
     model = load_model(model_name)
+    network = compiled(model.network) if compile else model.network
     channels = model.spec.in_channels
     sy, sx = model.spec.scale
     batch = torch.rand(1, channels, size, size)
-    with torch.inference_mode():
-        model.network(batch)
+    with torch.no_grad():
+        network(batch)
         start = time.perf_counter()
         for _ in range(repeats):
-            model.network(batch)
+            network(batch)
         seconds = (time.perf_counter() - start) / repeats
     return size * size * sy * sx / seconds / 1e6
 
@@ -41,11 +45,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128, help="input side in pixels")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="also measure the network compiled by torch.compile")
     args = parser.parse_args()
     print(f"| model | input | threads | output MP/s |\n|---|---|---|---|")
-    for threads in args.threads:
-        rate = measure(args.model, args.size, threads, args.repeats)
-        print(f"| {args.model} | {args.size}x{args.size} | {threads} | {rate:.2f} |")
+    for compile in (False, True) if args.compile else (False,):
+        for threads in args.threads:
+            rate = measure(args.model, args.size, threads, args.repeats, compile)
+            label = f"{args.model}, compiled" if compile else args.model
+            print(f"| {label} | {args.size}x{args.size} | {threads} | {rate:.2f} |")
     print(f"\nCommand: `python {shlex.join(sys.argv)}`  \nMachine: {platform.processor() or platform.machine()}, "
           f"torch {torch.__version__}")
 
