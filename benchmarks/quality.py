@@ -229,7 +229,8 @@ def machine() -> str:
     except MissingDependencyError:
         opencv = "OpenCV not installed"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{model}, {cores} cores available, {THREADS} threads; Python {platform.python_version()}, "
+    load = f"load average {os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg") else "load unknown"
+    return (f"{model}, {cores} cores available, {THREADS} threads, {load}; Python {platform.python_version()}, "
             f"torch {torch.__version__}, {opencv}, {platform.system()} {platform.machine()}")
 
 
