@@ -8,7 +8,9 @@ large images, not on one small photo.
 
 Shapes are dynamic (tiles at the image's edges have other window sizes than
 interior ones) and torch caches the compiled code per network object, so later
-runs and other window sizes reuse it.
+runs and other window sizes reuse it. Torch compiles once more for windows on
+the other side of its small-convolution threshold (about 80 x 80 pixels for
+three channels), e.g. a small image after a large one.
 """
 
 from __future__ import annotations
