@@ -176,11 +176,11 @@ def run(args: argparse.Namespace) -> list[tuple[int, str, dict[str, Score]]]:
     for scale in args.scale:
         images = {name: sorted((args.data / "sr" / "val" / name).glob("*.png")) for name in args.sets}
         for label, upscaler in methods_for(args.models, scale, args.data, args.compile):
-            # First calls prepare kernels and compile (two sizes: the compiled graph then has dynamic
-            # shapes; both above torch's small-convolution threshold that would make it compile again).
+            # First calls prepare kernels and compile: two sizes on each side of torch's
+            # small-convolution threshold (about 80 x 80 px), where a compiled model compiles again.
             warm_up = degrade(load_hr(images[args.sets[0]][0], scale), scale)
-            upscaler(warm_up[:, :100, :96])
-            upscaler(warm_up[:, :96, :100])
+            for rows, cols in ((100, 96), (96, 100), (48, 44), (44, 48)):
+                upscaler(warm_up[:, :rows, :cols])
             scores = {}
             for set_name, paths in images.items():
                 score = scores.setdefault(set_name, Score())
