@@ -179,8 +179,8 @@ def run(args: argparse.Namespace) -> list[tuple[int, str, dict[str, Score]]]:
             # First calls prepare kernels and compile: two sizes on each side of torch's
             # small-convolution threshold (about 80 x 80 px), where a compiled model compiles again.
             warm_up = degrade(load_hr(images[args.sets[0]][0], scale), scale)
-            for rows, cols in ((100, 96), (96, 100), (48, 44), (44, 48)):
-                upscaler(warm_up[:, :rows, :cols])
+            for height, width in ((100, 96), (96, 100), (48, 44), (44, 48)):
+                upscaler(warm_up[:, :height, :width])
             scores = {}
             for set_name, paths in images.items():
                 score = scores.setdefault(set_name, Score())
