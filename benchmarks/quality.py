@@ -44,7 +44,7 @@ from srrestore.errors import MissingDependencyError
 from srrestore.metrics import detail_ratio, rgb_to_y
 from srrestore.models.checkpoint import load_generator, save_generator
 from srrestore.models.registry import list_builtin_models
-from srrestore.models.sr_model import load_model
+from srrestore.models.sr_model import SRModel, load_model
 from srrestore.pipelines.evaluate import evaluate_arrays
 from srrestore.pipelines.report import report_figure, save_figure
 from srrestore.training.degradation import downscale, upscale_bicubic
@@ -78,25 +78,20 @@ def bicubic(scale: int) -> Upscaler:
     return lambda image: _to_uint8(upscale_bicubic(image.astype(np.float64), scale))
 
 
-def builtin_or_file(name: str, scale: int, compile: bool = False) -> tuple[str, Upscaler] | None:
-    """A built-in ``srgan-rgb-{phase}`` at ``scale`` or a checkpoint file; None if not installed or another scale.
+def builtin_or_file(name: str, scale: int) -> tuple[str, SRModel] | None:
+    """A built-in ``srgan-rgb-{phase}`` at ``scale`` or a checkpoint file, with its label.
 
-    With ``compile`` the network runs compiled by ``torch.compile`` (label suffixed "compiled").
+    None when it is not installed or upscales by another factor.
     """
     if Path(name).is_file():
         model = load_model(name, device="cpu", precision="fp32")
         if max(model.spec.scale) != scale:
             return None
-        label = Path(name).name.removesuffix(".safetensors")
-    else:
-        builtin = name.replace("srgan-rgb-", f"srgan-rgb-x{scale}-")
-        if builtin not in {model.name for model in list_builtin_models()}:
-            return None
-        model = load_model(builtin, device="cpu", precision="fp32")
-        label = builtin
-    if compile:
-        return f"{label}, compiled", lambda image: model.upscale(image, compile=True)
-    return label, lambda image: model.upscale(image)
+        return Path(name).name.removesuffix(".safetensors"), model
+    builtin = name.replace("srgan-rgb-", f"srgan-rgb-x{scale}-")
+    if builtin not in {model.name for model in list_builtin_models()}:
+        return None
+    return builtin, load_model(builtin, device="cpu", precision="fp32")
 
 
 def opencv_peer(name: str, scale: int, data: Path) -> tuple[str, Upscaler] | None:
@@ -156,15 +151,23 @@ def methods_for(names: list[str], scale: int, data: Path, compile: bool = False)
             found.append(("bicubic (MATLAB)", bicubic(scale)))
             continue
         if name in OPENCV_PEERS:
-            methods = [opencv_peer(name, scale, data)]
+            method = opencv_peer(name, scale, data)
+            methods = [] if method is None else [method]
         else:
-            methods = [builtin_or_file(name, scale)] + ([builtin_or_file(name, scale, compile=True)] if compile else [])
-        for method in methods:
-            if method is None:
-                print(f"skipped {name} at x{scale}: not installed", file=sys.stderr)
-            else:
-                found.append(method)
+            loaded = builtin_or_file(name, scale)
+            methods = [] if loaded is None else _model_methods(*loaded, compile)
+        if not methods:
+            print(f"skipped {name} at x{scale}: not installed", file=sys.stderr)
+        found.extend(methods)
     return found
+
+
+def _model_methods(label: str, model: SRModel, compile: bool) -> list[tuple[str, Upscaler]]:
+    """``model`` as a method, then (with ``compile``) the same network compiled (label suffixed "compiled")."""
+    methods: list[tuple[str, Upscaler]] = [(label, lambda image: model.upscale(image))]
+    if compile:
+        methods.append((f"{label}, compiled", lambda image: model.upscale(image, compile=True)))
+    return methods
 
 
 def run(args: argparse.Namespace) -> list[tuple[int, str, dict[str, Score]]]:
@@ -236,6 +239,12 @@ def machine() -> str:
             f"torch {torch.__version__}, {opencv}, {platform.system()} {platform.machine()}")
 
 
+def output_rate(scores: dict[str, Score]) -> float:
+    """Output megapixels per second of one method over every set."""
+    pixels = sum(score.output_pixels for score in scores.values())
+    return pixels / sum(score.seconds for score in scores.values()) / 1e6
+
+
 def table(rows: list[tuple[int, str, dict[str, Score]]], sets: list[str]) -> str:
     """Markdown table: per scale and method, mean PSNR / SSIM per set and speed."""
     header = ["scale", "method", *(f"{name} PSNR / SSIM / detail" for name in sets), "speed (output MP/s)"]
@@ -244,9 +253,7 @@ def table(rows: list[tuple[int, str, dict[str, Score]]], sets: list[str]) -> str
         cells = [f"x{scale}", label]
         cells += [f"{np.mean(scores[name].psnr):.2f} / {np.mean(scores[name].ssim):.4f} / "
                   f"{np.mean(scores[name].detail):.2f}" for name in sets]
-        pixels = sum(score.output_pixels for score in scores.values())
-        seconds = sum(score.seconds for score in scores.values())
-        cells.append(f"{pixels / seconds / 1e6:.2f}")
+        cells.append(f"{output_rate(scores):.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -265,7 +272,7 @@ def record_cards(rows: list[tuple[int, str, dict[str, Score]]], command: str, ma
             continue
         entry = measured.setdefault(name, {"protocol": PROTOCOL, "command": command, "machine": machine_line,
                                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
-        speed = sum(s.output_pixels for s in scores.values()) / sum(s.seconds for s in scores.values()) / 1e6
+        speed = output_rate(scores)
         if label != name:
             entry["output_mp_per_s_compiled"] = round(speed, 2)
             continue
