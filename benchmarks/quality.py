@@ -13,8 +13,9 @@ the measured peers FSRCNN, FSRCNN-small and ESPCN run by OpenCV's
 ``cv2.dnn_superres`` (``pip install opencv-contrib-python-headless``; frozen
 graphs from ``DATA/models/opencv_dnn_superres``). Speed is output megapixels
 per second of the upscaling call alone, on the CPU with 2 threads (with
-``--compile`` the models run a second time compiled by ``torch.compile``; the
-one-off compilation happens in the warm-up and is not timed). "detail"
+``--compile`` the models run a second time compiled by ``torch.compile``). Every
+method first runs once over all the images untimed, so kernel preparation and
+the one-off compilations are not timed. "detail"
 is :func:`srrestore.metrics.detail_ratio` on ``Y`` (gradient energy
 relative to the HR image: 1 = as sharp as the reference, below = blurrier),
 the figure that shows a GAN model restoring more texture than a PSNR one.
@@ -143,6 +144,12 @@ def degrade(hr: np.ndarray, scale: int) -> np.ndarray:
     return _to_uint8(downscale(hr.astype(np.float64), scale, "bicubic"))
 
 
+def test_pairs(folder: Path, scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(hr, lr)`` uint8 ``(3, H, W)`` pairs of every PNG in ``folder``, by name: HR cropped, LR degraded."""
+    hrs = [load_hr(path, scale) for path in sorted(folder.glob("*.png"))]
+    return [(hr, degrade(hr, scale)) for hr in hrs]
+
+
 def methods_for(names: list[str], scale: int, data: Path, compile: bool = False) -> list[tuple[str, Upscaler]]:
     """The runnable methods among ``names`` at ``scale``, in the order given (models also compiled if asked)."""
     found = []
@@ -177,19 +184,18 @@ def run(args: argparse.Namespace) -> list[tuple[int, str, dict[str, Score]]]:
     torch.set_num_threads(THREADS)
     rows = []
     for scale in args.scale:
-        images = {name: sorted((args.data / "sr" / "val" / name).glob("*.png")) for name in args.sets}
+        pairs = {name: test_pairs(args.data / "sr" / "val" / name, scale) for name in args.sets}
         for label, upscaler in methods_for(args.models, scale, args.data, args.compile):
-            # First calls prepare kernels and compile: two sizes on each side of torch's
-            # small-convolution threshold (about 80 x 80 px), where a compiled model compiles again.
-            warm_up = degrade(load_hr(images[args.sets[0]][0], scale), scale)
-            for height, width in ((100, 96), (96, 100), (48, 44), (44, 48)):
-                upscaler(warm_up[:, :height, :width])
+            # An untimed first pass over the same inputs prepares kernels and compiles: a
+            # compiled model compiles once per window-size class (torch picks the convolution
+            # backend by input size), so only the images themselves cover every class.
+            for set_pairs in pairs.values():
+                for _, lr in set_pairs:
+                    upscaler(lr)
             scores = {}
-            for set_name, paths in images.items():
+            for set_name, set_pairs in pairs.items():
                 score = scores.setdefault(set_name, Score())
-                for path in paths:
-                    hr = load_hr(path, scale)
-                    lr = degrade(hr, scale)
+                for hr, lr in set_pairs:
                     start = time.perf_counter()
                     restored = upscaler(lr)
                     score.seconds += time.perf_counter() - start
