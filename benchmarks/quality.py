@@ -283,9 +283,10 @@ def record_cards(rows: list[tuple[int, str, dict[str, Score]]], command: str, ma
             entry["output_mp_per_s_compiled"] = round(speed, 2)
             continue
         entry["output_mp_per_s"] = round(speed, 2)
-        entry["sets"] = {set_name: {"psnr": round(float(np.mean(score.psnr)), 3),
+        # The table's figures at the table's precision: rounding them again would differ.
+        entry["sets"] = {set_name: {"psnr": round(float(np.mean(score.psnr)), 2),
                                     "ssim": round(float(np.mean(score.ssim)), 4),
-                                    "detail": round(float(np.mean(score.detail)), 3)}
+                                    "detail": round(float(np.mean(score.detail)), 2)}
                          for set_name, score in scores.items()}
     for name, entry in measured.items():
         network, info = load_generator(builtins[name])
