@@ -144,7 +144,7 @@ def degrade(hr: np.ndarray, scale: int) -> np.ndarray:
     return _to_uint8(downscale(hr.astype(np.float64), scale, "bicubic"))
 
 
-def test_pairs(folder: Path, scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def benchmark_pairs(folder: Path, scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(hr, lr)`` uint8 ``(3, H, W)`` pairs of every PNG in ``folder``, by name: HR cropped, LR degraded."""
     hrs = [load_hr(path, scale) for path in sorted(folder.glob("*.png"))]
     return [(hr, degrade(hr, scale)) for hr in hrs]
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> list[tuple[int, str, dict[str, Score]]]:
     torch.set_num_threads(THREADS)
     rows = []
     for scale in args.scale:
-        pairs = {name: test_pairs(args.data / "sr" / "val" / name, scale) for name in args.sets}
+        pairs = {name: benchmark_pairs(args.data / "sr" / "val" / name, scale) for name in args.sets}
         for label, upscaler in methods_for(args.models, scale, args.data, args.compile):
             # An untimed first pass over the same inputs prepares kernels and compiles: a
             # compiled model compiles once per window-size class (torch picks the convolution
