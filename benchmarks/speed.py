@@ -19,17 +19,15 @@ import time
 import torch
 
 from srrestore.engine.compilation import compiled
-from srrestore.models.sr_model import load_model
+from srrestore.models.sr_model import SRModel, load_model
 
 
-def measure(model_name: str, size: int, threads: int, repeats: int, compile: bool = False) -> float:
-    """Output megapixels per second of one ``(1, C, size, size)`` forward pass."""
+def measure(model: SRModel, size: int, threads: int, repeats: int, compile: bool = False) -> float:
+    """Output megapixels per second of one ``(1, C, size, size)`` forward pass of ``model``'s network."""
     torch.set_num_threads(threads)
-    model = load_model(model_name)
     network = compiled(model.network) if compile else model.network
-    channels = model.spec.in_channels
     sy, sx = model.spec.scale
-    batch = torch.rand(1, channels, size, size)
+    batch = torch.rand(1, model.spec.in_channels, size, size)
     with torch.no_grad():
         network(batch)
         start = time.perf_counter()
@@ -47,10 +45,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also measure the network compiled by torch.compile")
     args = parser.parse_args()
+    model = load_model(args.model)
     print(f"| model | input | threads | output MP/s |\n|---|---|---|---|")
     for compile in (False, True) if args.compile else (False,):
         for threads in args.threads:
-            rate = measure(args.model, args.size, threads, args.repeats, compile)
+            rate = measure(model, args.size, threads, args.repeats, compile)
             label = f"{args.model}, compiled" if compile else args.model
             print(f"| {label} | {args.size}x{args.size} | {threads} | {rate:.2f} |")
     print(f"\nCommand: `python {shlex.join(sys.argv)}`  \nMachine: {platform.processor() or platform.machine()}, "
