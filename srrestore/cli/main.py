@@ -50,6 +50,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _add_commands() -> None:
     """Attach every command; each lives in its own module under ``srrestore.cli``."""
+    from srrestore.cli.average import average
     from srrestore.cli.evaluate import evaluate
     from srrestore.cli.finetune import finetune
     from srrestore.cli.models import models
@@ -57,7 +58,7 @@ def _add_commands() -> None:
     from srrestore.cli.restore import restore
     from srrestore.cli.train import train
 
-    for command in (restore, train, finetune, models, evaluate, report):
+    for command in (restore, train, average, finetune, models, evaluate, report):
         cli.add_command(command)
 
 

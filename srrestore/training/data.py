@@ -325,6 +325,11 @@ class ValidationSet:
         """Mean PSNR/SSIM of ``predict(lr) -> (C, H, W)`` over the set."""
         return self.measure([predict(pair.lr) for pair in self.pairs])
 
+    def scores(self, predict: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
+        """:meth:`evaluate` beside the bicubic baseline: ``psnr``, ``ssim``, ``bicubic_psnr``, ``bicubic_ssim``."""
+        bicubic = self.bicubic()
+        return {**self.evaluate(predict), "bicubic_psnr": bicubic["psnr"], "bicubic_ssim": bicubic["ssim"]}
+
     def bicubic(self) -> dict[str, float]:
         """The bicubic-upscaling baseline's PSNR/SSIM on this set (computed once)."""
         if self._bicubic is None:

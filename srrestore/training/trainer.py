@@ -517,12 +517,7 @@ class Trainer:
         """Measure the EMA generator on every validation set (rank 0); returns and records the scores."""
         scores = {}
         for validation_set in self.validation:
-            bicubic = validation_set.bicubic()
-            scores[validation_set.name] = {
-                **validation_set.evaluate(self._predict),
-                "bicubic_psnr": bicubic["psnr"],
-                "bicubic_ssim": bicubic["ssim"],
-            }
+            scores[validation_set.name] = validation_set.scores(self._predict)
         if scores:
             self.metrics[phase] = scores
         return scores
