@@ -35,7 +35,7 @@ def average(models: tuple[str, ...], out: Path, weights: tuple[float, ...], val_
     from srrestore.models.registry import resolve_checkpoint
     from srrestore.training.averaging import average_generators, measured
     from srrestore.training.config import TrainingConfig
-    from srrestore.training.data import ValidationSet, find_images, load_images
+    from srrestore.training.data import ValidationSet
     from srrestore.training.degradation import Degradation
 
     paths = [resolve_checkpoint(model) for model in models]
@@ -44,9 +44,8 @@ def average(models: tuple[str, ...], out: Path, weights: tuple[float, ...], val_
         recipe = info.training.get("recipe")
         config = TrainingConfig.from_dict(recipe) if recipe else None
         degradation = config.degradation if config else Degradation(info.config.scale)
-        images = [load_images(find_images([folder]), info.config.in_channels, read_image) for folder in val_dirs]
-        validation = [ValidationSet(folder.name, found, degradation, config.seed if config else 0)
-                      for folder, found in zip(val_dirs, images)]
+        validation = [ValidationSet.from_folder(folder, info.config.in_channels, degradation, read_image,
+                                                config.seed if config else 0) for folder in val_dirs]
         info = measured(generator, info, validation)
     save_generator(out, generator, info.phase, training=info.training, card=info.card, overwrite=overwrite)
     click.echo(f"wrote {out}", err=True)

@@ -132,11 +132,8 @@ def train(
     sources = [str(folder) for folder in hr_dirs] or stored["sources"]
     validation_sources = [str(folder) for folder in val_dirs] or stored.get("validation_sources", [])
     images = load_images(find_images(sources), config.channels, read_image)
-    validation = [
-        ValidationSet(Path(folder).name, load_images(find_images([folder]), config.channels, read_image),
-                      config.degradation, config.seed)
-        for folder in validation_sources
-    ]
+    validation = [ValidationSet.from_folder(folder, config.channels, config.degradation, read_image, config.seed)
+                  for folder in validation_sources]
     if not validation and config.val_fraction > 0:
         images, held_out = split_images(images, config.val_fraction, config.seed)
         validation = [ValidationSet("held-out", held_out, config.degradation, config.seed)]

@@ -31,7 +31,7 @@ from srrestore.training.data import ValidationSet
 
 __all__ = ["average_generators", "measured"]
 
-# Card and summary entries measured on the first model's weights, not the average's.
+# Card entries measured on the first model's weights, not the average's.
 STALE_CARD_KEYS = ("validation", "benchmark")
 
 

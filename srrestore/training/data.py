@@ -308,6 +308,12 @@ class ValidationSet:
             self.pairs.append(ValidationPair(image.name, degradation.apply(hr, rng, image.levels), hr, image.levels))
         self._bicubic: dict[str, float] | None = None
 
+    @classmethod
+    def from_folder(cls, folder: str | Path, channels: int, degradation: Degradation, reader: ImageReader,
+                    seed: int = 0) -> "ValidationSet":
+        """The HR images found under ``folder`` (e.g. ``.../Set5``), named after it."""
+        return cls(Path(folder).name, load_images(find_images([folder]), channels, reader), degradation, seed)
+
     def __len__(self) -> int:
         return len(self.pairs)
 
