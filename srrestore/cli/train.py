@@ -53,8 +53,9 @@ def _overrides(options: dict[str, Any]) -> dict[str, Any]:
 @click.option("--resume", "resume_path", type=click.Path(path_type=Path), default=None,
               help="Continue the run whose state this is (same recipe; step counts may grow).")
 @click.option("--init", "init_model", default=None,
-              help="Start from this model's weights (built-in name or .safetensors of the same architecture); "
-                   "its card's steps and training time carry over.")
+              help="Start from this model's weights (built-in name or .safetensors of the same architecture, "
+                   "or a shallower one: a recipe with more num_groups or blocks_per_group grows it, the added "
+                   "layers starting as identities); its card's steps and training time carry over.")
 @click.option("--stop-after", type=click.IntRange(1), default=None,
               help="Stop after this many steps in this session, saving the state (resume later).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")

@@ -44,6 +44,7 @@ from srrestore.losses.total import GeneratorLoss
 from srrestore.models.checkpoint import CheckpointInfo, save_generator
 from srrestore.models.discriminator import PatchDiscriminator, create_discriminator
 from srrestore.models.generator import SRGenerator, create_generator
+from srrestore.models.growth import grow_generator
 from srrestore.training.config import OptimizerConfig, TrainingConfig
 from srrestore.training.data import PatchDataset, StepSampler, ValidationSet
 from srrestore.training.ema import ModelEMA
@@ -343,20 +344,22 @@ class Trainer:
         )
 
     def _initialise(self, generator: SRGenerator, info: CheckpointInfo) -> None:
-        """Start from a trained generator of the same architecture; keep its training history."""
-        ours, theirs = self.generator.config.to_dict(), generator.config.to_dict()
-        changed = sorted(key for key in ours if ours[key] != theirs.get(key))
-        if changed:
-            details = ", ".join(f"{key} {theirs.get(key)} vs {ours[key]}" for key in changed)
-            raise ConfigError(f"the initial model's architecture differs from the recipe's ({details})")
-        weights = generator.state_dict()
-        self.generator.load_state_dict(weights)
-        self.ema.module.load_state_dict(weights)
+        """Start from a trained generator; keep its training history.
+
+        The recipe's generator may be deeper (more ``num_groups`` or
+        ``blocks_per_group``): the added layers start as identities
+        (:func:`~srrestore.models.growth.grow_generator`) and the history records it.
+        """
+        grown = grow_generator(generator, self.generator)
+        self.ema.module.load_state_dict(self.generator.state_dict())
         card = info.card
         self.history = list(card.get("history", [])) or [
             {"steps": card.get("steps", {}), "seconds": card.get("training_seconds", 0.0),
              "hardware": card.get("hardware", "unknown")}
         ]
+        if grown:
+            self.history.append({"grown": grown, "steps": {"pretrain": 0, "gan": 0}, "seconds": 0.0,
+                                 "hardware": "none (network growth)"})
 
     def _session(self, phase: str) -> dict[str, Any]:
         """This run's entry in a card's history."""

@@ -180,3 +180,19 @@ def test_later_recipes_override_earlier_ones_key_by_key(tmp_path, hr_dir, recipe
     stored = load_generator(out)[1].training["recipe"]
     assert stored["batch_size"] == 3 and stored["patch_size"] == 32  # the second file's key, the first file's other
     assert stored["loss"]["beta"] == 0.005 and stored["loss"]["content"] == "feature-matching"
+
+
+def test_init_grows_a_model_into_a_deeper_recipe(tmp_path, hr_dir, recipe):
+    first = tmp_path / "first.safetensors"
+    assert run("train", hr_dir, "--out", first, "--config", recipe, "--pretrain-steps", 1, "--gan-steps", 0,
+               "--quiet").exit_code == 0
+    deeper = tmp_path / "deeper.toml"
+    deeper.write_text("[generator_options]\nblocks_per_group = 2\n")
+    out = tmp_path / "grown.safetensors"
+    result = run("train", hr_dir, "--out", out, "--config", recipe, "--config", deeper, "--pretrain-steps", 1,
+                 "--gan-steps", 0, "--init", first, "--quiet")
+    assert result.exit_code == 0, result.output
+    grown, info = load_generator(out)
+    assert grown.config.blocks_per_group == 2
+    assert [entry.get("grown") for entry in info.card["history"]] == [None, {"blocks_per_group": [1, 2]}, None]
+    assert info.card["steps"] == {"pretrain": 2, "gan": 0}
