@@ -31,7 +31,8 @@ from srrestore.engine.atomic import atomic_output
 from srrestore.errors import CheckpointError
 from srrestore.models.generator import GeneratorConfig, SRGenerator
 
-__all__ = ["CheckpointInfo", "save_generator", "load_generator", "read_checkpoint_info", "file_sha256"]
+__all__ = ["CheckpointInfo", "save_generator", "load_generator", "read_checkpoint_info", "file_sha256",
+           "untrained_history_entry"]
 
 FORMAT = "srrestore-generator/1"
 PHASES = ("psnr", "gan")
@@ -158,3 +159,13 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def untrained_history_entry(change: str, detail: Any, how: str) -> dict[str, Any]:
+    """A card ``history`` entry for a change of weights without training steps.
+
+    E.g. ``untrained_history_entry("grown", {"blocks_per_group": [1, 2]}, "network growth")``:
+    ``{"grown": {...}, "steps": {"pretrain": 0, "gan": 0}, "seconds": 0.0, "hardware": "none (network growth)"}``,
+    so the card's step and time sums stay those of the training sessions.
+    """
+    return {change: detail, "steps": {"pretrain": 0, "gan": 0}, "seconds": 0.0, "hardware": f"none ({how})"}

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from srrestore.errors import CheckpointError, ConfigError
-from srrestore.models.checkpoint import CheckpointInfo, file_sha256, load_generator
+from srrestore.models.checkpoint import CheckpointInfo, file_sha256, load_generator, untrained_history_entry
 from srrestore.models.generator import SRGenerator
 from srrestore.training.data import ValidationSet
 
@@ -92,17 +92,13 @@ def average_generators(
         else:
             raise CheckpointError(f"the models differ in {name}, which cannot be averaged")
     first.load_state_dict(averaged)
-    entry = {
-        "averaged": [{"file": Path(path).name, "sha256": file_sha256(path), "weight": round(share, 6)}
-                     for path, share in zip(paths, shares)],
-        "steps": {"pretrain": 0, "gan": 0},
-        "seconds": 0.0,
-        "hardware": "none (weight averaging)",
-    }
+    averaged_files = [{"file": Path(path).name, "sha256": file_sha256(path), "weight": round(share, 6)}
+                      for path, share in zip(paths, shares)]
+    entry = untrained_history_entry("averaged", averaged_files, "weight averaging")
     card = {key: value for key, value in first_info.card.items() if key not in STALE_CARD_KEYS}
     card["history"] = [*first_info.card.get("history", []), entry]
     training = {key: value for key, value in first_info.training.items() if key != "metrics"}
-    training["averaged"] = entry["averaged"]
+    training["averaged"] = averaged_files
     info = CheckpointInfo(first_info.config, first_info.phase, first_info.architecture, training, card)
     return first.eval(), info
 

@@ -41,7 +41,7 @@ from srrestore.engine.devices import autocast, precision_name, resolve_device, r
 from srrestore.errors import ConfigError
 from srrestore.losses.pixel import PixelLoss
 from srrestore.losses.total import GeneratorLoss
-from srrestore.models.checkpoint import CheckpointInfo, save_generator
+from srrestore.models.checkpoint import CheckpointInfo, save_generator, untrained_history_entry
 from srrestore.models.discriminator import PatchDiscriminator, create_discriminator
 from srrestore.models.generator import SRGenerator, create_generator
 from srrestore.models.growth import grow_generator
@@ -358,8 +358,7 @@ class Trainer:
              "hardware": card.get("hardware", "unknown")}
         ]
         if grown:
-            self.history.append({"grown": grown, "steps": {"pretrain": 0, "gan": 0}, "seconds": 0.0,
-                                 "hardware": "none (network growth)"})
+            self.history.append(untrained_history_entry("grown", grown, "network growth"))
 
     def _session(self, phase: str) -> dict[str, Any]:
         """This run's entry in a card's history."""
