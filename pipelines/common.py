@@ -9,13 +9,53 @@ from pathlib import Path
 from typing import Any, Callable
 
 from srrestore import __version__
+from srrestore.domains.image import IMAGE_SUFFIXES
 from srrestore.engine.io import ArrayReader, Reader, Writer
 from srrestore.engine.normalize import Normalization
 from srrestore.errors import ConfigError, MissingDependencyError
 from srrestore.models.sr_model import SRModel, load_model
 from srrestore.pipelines.options import RestoreOptions
 
-__all__ = ["RestoreReport", "model_for", "run_engine", "provenance"]
+__all__ = ["OUTPUT_SUFFIXES", "RestoreReport", "check_output_name", "model_for", "run_engine", "provenance"]
+
+OUTPUT_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "geotiff": (".tif", ".tiff"),
+    "image": IMAGE_SUFFIXES,
+    "nifti": (".nii", ".nii.gz"),
+}
+"""The output names each file format may be written to: the name decides the format."""
+
+FOLDER_OUTPUTS = {"dicom": "a DICOM series", "folder": "a folder of images"}
+"""Formats whose output is a folder (its name may not look like a file's)."""
+
+_LABELS = {"geotiff": "GeoTIFF", "image": "image", "nifti": "NIfTI"}
+_FILE_LIKE = (*sorted({s for suffixes in OUTPUT_SUFFIXES.values() for s in suffixes}), ".gz", ".dcm", ".json", ".zip")
+
+
+def check_output_name(output: Path, kind: str) -> None:
+    """Refuse an output name that does not match the format that would be written.
+
+    Args:
+        output: the output path.
+        kind: the input's format: ``"geotiff"``, ``"image"``, ``"nifti"``, ``"dicom"`` or ``"folder"``.
+
+    Raises:
+        ConfigError: e.g. a GeoTIFF written to ``o.png``, a DICOM series to ``o.tif``.
+    """
+    name = output.name.lower()
+    if kind in FOLDER_OUTPUTS:
+        suffix = next((s for s in _FILE_LIKE if name.endswith(s)), None)
+        if suffix is not None:
+            raise ConfigError(f"output {output} ends in {suffix}, but {FOLDER_OUTPUTS[kind]} is written as a folder: "
+                              "give a folder name")
+        return
+    allowed = OUTPUT_SUFFIXES[kind]
+    if not any(name.endswith(s) for s in allowed):
+        label = _LABELS[kind]
+        raise ConfigError(f"output {output.name} is not a {label} name: a {label} input is written as {label}; "
+                          f"name it {' or '.join(allowed)}")
+
+
 
 
 @dataclass

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from srrestore.domains.image import read_image, write_image
-from srrestore.engine.atomic import atomic_output
+from srrestore.engine.atomic import atomic_output, check_output_path
 from srrestore.engine.io import ArrayReader, ArrayWriter
 from srrestore.errors import UnsupportedInputError
-from srrestore.pipelines.common import RestoreReport, model_for, run_engine
+from srrestore.pipelines.common import RestoreReport, check_output_name, model_for, run_engine
 from srrestore.pipelines.options import RestoreOptions
 
 __all__ = ["restore_image"]
@@ -24,6 +24,9 @@ def restore_image(input_path: Path, output_path: Path, options: RestoreOptions) 
     RGBA images: the colour goes through the model, the alpha channel is
     nearest-upsampled.
     """
+    options.check_applies("image", ())
+    check_output_name(output_path, "image")
+    check_output_path(output_path, options.overwrite, [input_path])  # before any work
     stored = read_image(input_path)
     allowed = _SAVABLE.get(output_path.suffix.lower())
     if allowed is not None and stored.dtype.name not in allowed:

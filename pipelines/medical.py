@@ -27,23 +27,23 @@ sidecar beside the NIfTI output.
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from srrestore.domains.medical.dicom_series import open_series
-from srrestore.domains.medical.dicom_writer import DicomSeriesWriter, derive_series, factor_label
+from srrestore.domains.medical.dicom_writer import DicomSeriesWriter, derive_series, factor_label, is_srrestore_series
 from srrestore.domains.medical.geometry import coarse_axis
 from srrestore.domains.medical.intensity import looks_like_ct, normalization_for
 from srrestore.domains.medical.nifti import NiftiWriter, derive_header, has_nifti_suffix, read_nifti
-from srrestore.pipelines.common import RestoreReport, run_engine
+from srrestore.pipelines.common import RestoreReport, check_output_name, run_engine
 from srrestore.pipelines.medical_planes import average_planes
 from srrestore.pipelines.options import RestoreOptions
 
 from srrestore import __version__
-from srrestore.engine.atomic import atomic_output
+from srrestore.engine.atomic import atomic_output, check_output_path
+from srrestore.engine.scratch import allocate_array, scratch_folder
 from srrestore.engine.io import ArrayReader, Reader, Writer
 from srrestore.engine.normalize import Normalization
 from srrestore.engine.region import Region
@@ -178,7 +178,8 @@ def plan_passes(
     if wants_in_plane:
         passes.append(_in_plane(options, axis))
     if not passes:
-        raise ConfigError(f"nothing to do: scale {in_plane} and slice_scale {through} are both 1")
+        raise ConfigError(f"nothing to do: --scale {in_plane or 'not given'} and --slice-scale {through or 'not given'}"
+                          " upscale nothing")
     return passes
 
 
@@ -197,7 +198,7 @@ class _ScratchVolume:
     """Writer into a memory-mapped ``(C, *shape)`` array between two passes."""
 
     def __init__(self, folder: Path, channels: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
-        self.array = np.memmap(folder / "pass.dat", dtype=dtype, mode="w+", shape=(channels, *shape))
+        self.array = allocate_array(folder / "pass.dat", dtype, (channels, *shape))
 
     def write(self, region: Region, array: np.ndarray) -> None:
         self.array[(slice(None), *region.slices())] = array
@@ -221,7 +222,7 @@ def _run_passes(
     """
     reports = []
     source: Reader = reader
-    with tempfile.TemporaryDirectory(prefix=".srrestore-", dir=scratch) as folder:
+    with scratch_folder(scratch, "passes") as folder:
         for number, step in enumerate(passes):
             last = number == len(passes) - 1
             target: Writer = writer
@@ -251,13 +252,6 @@ def _describe(passes: list[SRPass], normalization: Normalization) -> str:
     return f"srrestore {__version__} super-resolution: {steps}; intensity {json.dumps(normalization.to_dict())}"
 
 
-def _check_options(options: RestoreOptions, kind: str, allowed: Sequence[str]) -> None:
-    given = {"cog": options.cog, "series_uid": options.series_uid, "resample_irregular": options.resample_irregular}
-    for name, value in given.items():
-        if value and name not in allowed:
-            raise ConfigError(f"option {name}={value!r} does not apply to {kind} inputs")
-
-
 def restore_dicom(input_path: Path, output_path: Path, options: RestoreOptions) -> RestoreReport:
     """Restore a DICOM series (folder or file) into a derived series folder.
 
@@ -273,7 +267,9 @@ def restore_dicom(input_path: Path, output_path: Path, options: RestoreOptions) 
         ConfigError: options that do not fit the series or the model.
         OutputExistsError, OutputWriteError: see :func:`~srrestore.engine.atomic.atomic_output`.
     """
-    _check_options(options, "DICOM", ("series_uid", "resample_irregular"))
+    options.check_applies("DICOM", ("series_uid", "resample_irregular", "slice_scale", "slice_model"))
+    check_output_name(output_path, "dicom")
+    check_output_path(output_path, options.overwrite, [input_path], True, is_srrestore_series)  # before any work
     series = open_series(input_path, options.series_uid, options.resample_irregular)
     spacings = (series.slice_spacing, *series.pixel_spacing)
     passes = plan_passes(options, spacings, 0, series.shape)
@@ -281,7 +277,7 @@ def restore_dicom(input_path: Path, output_path: Path, options: RestoreOptions) 
     volume = series.read_volume()[None]
     normalization = normalization_for(volume, series.modality.upper() == "CT", series.slope, series.intercept)
     derived = derive_series(series, factors, _describe(passes, normalization))
-    with atomic_output(output_path, options.overwrite, [input_path], directory=True) as folder:
+    with atomic_output(output_path, options.overwrite, [input_path], True, is_srrestore_series) as folder:
         writer = DicomSeriesWriter(folder, derived)
         reports = _run_passes(
             ArrayReader(volume, series.padding_value), writer, passes, normalization, options, folder.parent
@@ -318,9 +314,10 @@ def restore_nifti(input_path: Path, output_path: Path, options: RestoreOptions) 
             GeoTIFF-only options, or options that do not fit the volume or the model.
         OutputExistsError, OutputWriteError: the output or its sidecar exists, or cannot be written.
     """
-    _check_options(options, "NIfTI", ())
-    if not has_nifti_suffix(output_path):
-        raise ConfigError(f"NIfTI output {output_path} must end in .nii or .nii.gz")
+    options.check_applies("NIfTI", ("slice_scale", "slice_model"))
+    check_output_name(output_path, "nifti")
+    for path in (output_path, sidecar_path(output_path)):
+        check_output_path(path, options.overwrite, [input_path])  # before any work
     volume = read_nifti(input_path)
     slice_axis = volume.slice_dim if volume.slice_dim is not None else 2
     passes = plan_passes(options, volume.zooms, slice_axis, volume.spatial_shape)

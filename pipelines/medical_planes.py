@@ -16,7 +16,6 @@ nodata, valid outputs are moved off it (G5/G6).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from srrestore.engine.io import ImageSpec, Reader, Writer
 from srrestore.engine.nodata import invalid_value, keep_off_nodata
 from srrestore.engine.normalize import Normalization
 from srrestore.engine.region import Region
+from srrestore.engine.scratch import allocate_array, scratch_folder
 from srrestore.models.sr_model import SRModel
 
 __all__ = ["NormalisedReader", "PlaneSum", "average_planes"]
@@ -73,7 +73,7 @@ class PlaneSum:
     """
 
     def __init__(self, folder: Path, channels: int, shape: tuple[int, ...]) -> None:
-        self.array = np.memmap(folder / "planes.dat", dtype=np.float32, mode="w+", shape=(channels, *shape))
+        self.array = allocate_array(folder / "planes.dat", np.float32, (channels, *shape))
         self.runs = 0
 
     def write(self, region: Region, array: np.ndarray) -> None:
@@ -135,7 +135,7 @@ def average_planes(
     source = NormalisedReader(reader, normalization)
     identity = Normalization((0.0,) * reader.spec.channels, (1.0,) * reader.spec.channels, method="identity")
     reports = []
-    with tempfile.TemporaryDirectory(prefix=".srrestore-", dir=scratch) as folder:
+    with scratch_folder(scratch, "planes") as folder:
         total = PlaneSum(Path(folder), reader.spec.channels, shape)
         for plane in planes:
             reports.append(run_engine(source, total, model, identity, options, plane))

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Sequence
 
 from srrestore.errors import ConfigError
 
-__all__ = ["RestoreOptions"]
+__all__ = ["RestoreOptions", "FORMAT_OPTIONS"]
+
+FORMAT_OPTIONS = {
+    "cog": "--cog",
+    "series_uid": "--series",
+    "resample_irregular": "--resample-irregular",
+    "slice_scale": "--slice-scale",
+    "slice_model": "--slice-model",
+}
+"""Options that only some formats read, with their command-line spelling."""
 
 
 @dataclass
@@ -56,3 +65,18 @@ class RestoreOptions:
         if unknown:
             raise ConfigError(f"unknown restore option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**kwargs)
+
+    def check_applies(self, kind: str, allowed: Sequence[str]) -> None:
+        """Refuse format-specific options given for a format they do not apply to.
+
+        Args:
+            kind: the input's format, for the message (``"GeoTIFF"``...).
+            allowed: names of the format-specific fields this format reads.
+
+        Raises:
+            ConfigError: e.g. ``--cog`` for a PNG, ``--slice-scale`` for a 2-D raster.
+        """
+        for name, flag in FORMAT_OPTIONS.items():
+            value = getattr(self, name)
+            if value not in (None, False) and name not in allowed:
+                raise ConfigError(f"option {flag} does not apply to {kind} inputs")

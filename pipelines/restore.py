@@ -9,12 +9,14 @@ file by file into an output folder with the same names.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from srrestore.domains.image import IMAGE_SUFFIXES
-from srrestore.errors import InputReadError, OutputExistsError, UnsupportedInputError
-from srrestore.pipelines.common import RestoreReport
+from srrestore.engine.atomic import atomic_output
+from srrestore.errors import InputReadError, UnsupportedInputError
+from srrestore.pipelines.common import RestoreReport, check_output_name
 from srrestore.pipelines.options import RestoreOptions
 
 __all__ = ["restore", "restore_path", "detect_format"]
@@ -66,18 +68,22 @@ def _pipeline(kind: str) -> Pipeline:
 
 
 def restore_path(input_path: Path, output_path: Path, options: RestoreOptions) -> list[RestoreReport]:
-    """Restore one input, or every supported file of a folder that is not a DICOM series."""
+    """Restore one input, or every supported file of a folder that is not a DICOM series.
+
+    A folder of images becomes an output folder that appears whole or not at all:
+    one unreadable image leaves no output behind.
+    """
     kind = detect_format(input_path) if not input_path.is_dir() else _folder_kind(input_path)
     if kind != "folder":
         return [_pipeline(kind)(input_path, output_path, options)]
-    if output_path.exists() and not output_path.is_dir():
-        raise OutputExistsError(f"output {output_path} exists and is not a folder")
-    reports = []
-    for source in sorted(p for p in input_path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
-        reports.append(_pipeline(detect_format(source))(source, output_path / source.name, options))
-    if not reports:
+    check_output_name(output_path, "folder")
+    sources = sorted(p for p in input_path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not sources:
         raise UnsupportedInputError(f"{input_path}: no DICOM series and no images ({', '.join(IMAGE_SUFFIXES)}) inside")
-    return reports
+    each = replace(options, overwrite=False)
+    with atomic_output(output_path, options.overwrite, [input_path], directory=True) as folder:
+        reports = [_pipeline(detect_format(source))(source, folder / source.name, each) for source in sources]
+    return [replace(report, output=output_path / report.output.name) for report in reports]
 
 
 def _folder_kind(folder: Path) -> str:

@@ -22,7 +22,7 @@ from srrestore.engine.atomic import atomic_output, check_output_path
 from srrestore.engine.normalize import Normalization
 from srrestore.errors import GeometryWarning
 from srrestore.models.sr_model import SRModel
-from srrestore.pipelines.common import RestoreReport, model_for, provenance, run_engine
+from srrestore.pipelines.common import RestoreReport, check_output_name, model_for, provenance, run_engine
 from srrestore.pipelines.options import RestoreOptions
 
 __all__ = ["is_geotiff", "raster_normalization", "restore_geotiff"]
@@ -75,6 +75,8 @@ def restore_geotiff(input_path: Path, output_path: Path, options: RestoreOptions
         OutputWriteError: the output is the input, or cannot be written.
     """
     input_path, output_path = Path(input_path), Path(output_path)
+    options.check_applies("GeoTIFF", ("cog",))
+    check_output_name(output_path, "geotiff")
     check_output_path(output_path, options.overwrite, [input_path])  # before any work
     with GeoTiffReader(input_path) as reader:
         notes = _notes(reader.meta)

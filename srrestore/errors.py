@@ -22,6 +22,7 @@ __all__ = [
     "OutputWriteError",
     "MissingDependencyError",
     "WeightsUnavailableError",
+    "Terminated",
     "SRRestoreWarning",
     "GeometryWarning",
     "check_choice",
@@ -99,6 +100,21 @@ class MissingDependencyError(SRRestoreError, ImportError):
 
 class WeightsUnavailableError(SRRestoreError, OSError):
     """Pretrained weights were asked for but cannot be found or downloaded."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM or SIGHUP (``timeout``, ``docker stop``, Slurm, Kubernetes).
+
+    A ``KeyboardInterrupt``, so that every cleanup which runs for Ctrl-C runs for
+    it too (partial outputs and scratch are removed, training saves its state).
+
+    Attributes:
+        signum: the signal's number (the CLI exits with ``128 + signum``).
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 class SRRestoreWarning(UserWarning):

@@ -43,6 +43,7 @@ __all__ = [
     "derive_multiframe_header",
     "DicomSeriesWriter",
     "factor_label",
+    "is_srrestore_series",
     "SERIES_NUMBER_OFFSET",
 ]
 
@@ -339,6 +340,25 @@ def derive_multiframe_header(derived: DerivedSeries, sop_instance_uid: str) -> A
         frames.append(item)
     dataset.PerFrameFunctionalGroupsSequence = Sequence(frames)
     return dataset
+
+
+def is_srrestore_series(folder: Path) -> bool:
+    """Whether ``folder`` is a derived series srrestore wrote: every visible file is DICOM whose
+    DerivationDescription starts with ``"srrestore "`` (what :func:`derive_series` records)."""
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    files = [path for path in folder.iterdir() if not path.name.startswith(".")]
+    if not files or not all(path.is_file() for path in files):
+        return False
+    for path in files:
+        try:
+            dataset = dcmread(path, stop_before_pixels=True, specific_tags=["DerivationDescription"])
+        except (InvalidDicomError, OSError, ValueError, EOFError):
+            return False
+        if not str(dataset.get("DerivationDescription", "")).startswith("srrestore "):
+            return False
+    return True
 
 
 class DicomSeriesWriter:

@@ -26,6 +26,7 @@ import numpy as np
 from srrestore.domains.medical.geometry import upscale_affine
 
 from srrestore.engine.region import Region
+from srrestore.engine.scratch import allocate_array, remove_path, temporary_name
 from srrestore.errors import InputReadError, OutputWriteError, UnsupportedInputError
 
 __all__ = ["NIFTI_SUFFIXES", "NiftiVolume", "read_nifti", "derive_header", "NiftiWriter", "has_nifti_suffix"]
@@ -172,13 +173,14 @@ class NiftiWriter:
         self.image_class = image_class
         self.compressed = compressed
         self.shape = tuple(int(n) for n in header.get_data_shape()[:3])
-        self._folder = tempfile.TemporaryDirectory(prefix=".srrestore-", dir=scratch)
-        self.array = np.memmap(
-            Path(self._folder.name) / "volume.dat",
-            dtype=header.get_data_dtype().newbyteorder("="),
-            mode="w+",
-            shape=(channels, *self.shape),
-        )
+        self._folder = (scratch or Path(tempfile.gettempdir())) / temporary_name("nifti")
+        self._folder.mkdir()
+        try:
+            self.array = allocate_array(self._folder / "volume.dat", header.get_data_dtype().newbyteorder("="),
+                                        (channels, *self.shape))
+        except BaseException:
+            remove_path(self._folder)
+            raise
 
     def write(self, region: Region, array: np.ndarray) -> None:
         """Store ``(C, *region.size)`` values (already in the stored dtype)."""
@@ -191,7 +193,7 @@ class NiftiWriter:
             image = self.image_class(data, None, header=self.header)
             image.header.set_slope_inter(*self.header.get_slope_inter())
             # nibabel picks the format from the suffix, which a temporary name may lack
-            saved = Path(self._folder.name) / ("volume.nii.gz" if self.compressed else "volume.nii")
+            saved = self._folder / ("volume.nii.gz" if self.compressed else "volume.nii")
             image.to_filename(saved)
             shutil.move(saved, self.path)
         except OSError as error:
@@ -202,4 +204,4 @@ class NiftiWriter:
     def discard(self) -> None:
         """Remove the scratch array without saving (after a failure)."""
         self.array = None  # type: ignore[assignment]
-        self._folder.cleanup()
+        remove_path(self._folder)

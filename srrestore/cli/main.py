@@ -2,17 +2,22 @@
 
 Every :class:`~srrestore.errors.SRRestoreError` becomes one line on stderr and
 exit code 1 (usage errors exit 2, as click does). ``--debug`` shows tracebacks.
+SIGINT, SIGTERM and SIGHUP stop the command the same way: what it was writing
+is removed, one line says so, and the exit code is ``128 + signal number``
+(130, 143, 129), as shells report a process killed by that signal.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 from typing import Any
 
 import click
 
 from srrestore import __version__
-from srrestore.errors import SRRestoreError
+from srrestore.errors import SRRestoreError, Terminated
 
 __all__ = ["cli", "main"]
 
@@ -28,9 +33,28 @@ class SRRestoreGroup(click.Group):
                 raise
             click.echo(f"srrestore: error: {error}", err=True)
             ctx.exit(1)
-        except KeyboardInterrupt:
-            click.echo("srrestore: interrupted; no partial output was kept", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as error:
+            signum = error.signum if isinstance(error, Terminated) else signal.SIGINT
+            name = signal.Signals(signum).name
+            click.echo(f"srrestore: stopped by {name}; no partial output was kept", err=True)
+            ctx.exit(128 + signum)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    """Signal handler: raise :class:`Terminated` once; later signals wait for the cleanup it starts."""
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
+def handle_stop_signals() -> None:
+    """Turn SIGINT, SIGTERM and SIGHUP into exceptions in the main thread, so cleanup runs."""
+    for number in STOP_SIGNALS:
+        if signal.getsignal(number) is not signal.SIG_IGN:  # keep nohup's choice
+            signal.signal(number, _stop)
 
 
 @click.group(cls=SRRestoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,6 +91,7 @@ _add_commands()
 
 def main() -> None:
     """Console-script entry point."""
+    handle_stop_signals()
     cli(prog_name="srrestore")
 
 

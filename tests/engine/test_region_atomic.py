@@ -41,19 +41,6 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path, error):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_atomic_directory_replaces_existing_folder_only_with_overwrite(tmp_path):
-    target = tmp_path / "series"
-    target.mkdir()
-    (target / "old.dcm").write_bytes(b"old")
-    with pytest.raises(OutputExistsError, match="--overwrite"):
-        with atomic_output(target, directory=True):
-            pass
-    with atomic_output(target, overwrite=True, directory=True) as temporary:
-        (temporary / "new.dcm").write_bytes(b"new")
-    assert [p.name for p in target.iterdir()] == ["new.dcm"]
-    assert [p.name for p in tmp_path.iterdir()] == ["series"]
-
-
 def test_output_equal_to_input_is_refused(tmp_path):
     source = tmp_path / "in.tif"
     source.write_bytes(b"data")
