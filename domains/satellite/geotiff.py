@@ -108,6 +108,11 @@ class RasterSample:
 class GeoTiffReader:
     """Reads windows of a GeoTIFF or COG: the engine's reader.
 
+    Every numeric GDAL dtype but complex is read as stored (uint8 ... int64,
+    float32, float64; see :data:`~srrestore.models.sr_model.SUPPORTED_DTYPES`).
+    A damaged file fails with one line naming it: at opening when its header
+    or metadata are unreadable, else at the first read reaching a damaged block.
+
     Args:
         path: the raster.
 
@@ -116,32 +121,73 @@ class GeoTiffReader:
         spec: its :class:`ImageSpec` (``(H, W)``, all bands, nodata).
 
     Raises:
-        InputReadError: missing, unreadable or corrupt file.
-        UnsupportedInputError: bands of different dtypes, a dtype other than
-            uint8/uint16/int16/float32, or a paletted raster.
+        InputReadError: missing, unreadable, truncated or corrupt file.
+        UnsupportedInputError: bands of different dtypes, a complex dtype, a
+            paletted raster, or a 64-bit integer nodata beyond ``±2**53``.
     """
+
+    # What rasterio raises on a damaged file: GDAL's errors, and Python errors from decoding
+    # corrupt metadata (IndexError, KeyError for unknown type codes, UnicodeDecodeError and
+    # other ValueErrors), which would otherwise surface as e.g. "list index out of range".
+    DAMAGED_FILE_ERRORS = (*GDAL_ERRORS, IndexError, KeyError, ValueError)
 
     def __init__(self, path: str | PathLike[str]) -> None:
         self.path = Path(path)
+        if not self.path.exists():
+            raise InputReadError(f"input not found: {self.path}")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 self._dataset = rasterio.open(self.path)
-        except GDAL_ERRORS as error:
-            raise InputReadError(f"cannot open raster {self.path}: {error}") from error
+        except self.DAMAGED_FILE_ERRORS as error:
+            raise InputReadError(
+                f"cannot open raster {self.path}: the file looks truncated or corrupt, or is not a raster"
+                f" ({self._reason(error)})"
+            ) from error
         try:
             self._check()
             self.meta = read_meta(self._dataset)
-        except GDAL_ERRORS as error:
+        except UnsupportedInputError:  # from _check (a ValueError too): readable, but not restorable
             self._dataset.close()
-            raise InputReadError(f"cannot read the metadata of {self.path}: {error}") from error
+            raise
+        except self.DAMAGED_FILE_ERRORS as error:
+            self._dataset.close()
+            raise self._damaged("the metadata", error) from error
         except BaseException:
             self._dataset.close()
             raise
         self.spec = ImageSpec(self.meta.count, (self.meta.height, self.meta.width), self.meta.dtype, self.meta.nodata)
         self._cached: tuple[Region, np.ndarray] | None = None
 
+    @staticmethod
+    def _reason(error: BaseException) -> str:
+        """The most specific one-line reason in ``error``'s chain.
+
+        rasterio's own message is often "Read failed. See previous exception for
+        details."; the innermost cause holds GDAL's reason (e.g. "TIFFFillStrip:Read
+        error at scanline 52; got 496 bytes, expected 1380"). Non-GDAL errors are
+        named by type ("IndexError: list index out of range").
+        """
+        while error.__cause__ is not None:
+            error = error.__cause__
+        message = " ".join(str(error).split())
+        return message if isinstance(error, GDAL_ERRORS) else f"{type(error).__name__}: {message}"
+
+    def _damaged(self, what: str, error: BaseException) -> InputReadError:
+        """The error for a failed read of ``what`` (``"the metadata"``, ``"rows 0:512, columns 0:512"``...)."""
+        return InputReadError(
+            f"cannot read {what} of {self.path}: the file looks truncated or corrupt ({self._reason(error)})"
+        )
+
     def _check(self) -> None:
+        """Refuse what cannot be restored faithfully (UnsupportedInputError).
+
+        Mixed dtypes, complex dtypes, colour-table indices, and a 64-bit integer
+        nodata beyond ``±2**53``: rasterio hands nodata over as a float64 (exact
+        only up to 2**53) and writes it back as a float string that GDAL misreads
+        for 64-bit integer bands (-2**63 comes back as -9), so the nodata pixels
+        or the output's nodata would be silently wrong.
+        """
         dtypes = set(self._dataset.dtypes)
         if len(dtypes) != 1:
             raise UnsupportedInputError(f"{self.path}: bands have different dtypes {sorted(dtypes)}")
@@ -150,17 +196,24 @@ class GeoTiffReader:
             raise UnsupportedInputError(
                 f"{self.path}: dtype {dtype} is not supported; use one of {', '.join(SUPPORTED_DTYPES)}"
             )
+        nodata = self._dataset.nodata
+        if dtype in ("int64", "uint64") and nodata is not None and abs(nodata) > 2**53:
+            raise UnsupportedInputError(
+                f"{self.path}: {dtype} nodata {nodata:.0f} is beyond ±2**53, which rasterio cannot write back"
+                " exactly; set a nodata value nearer zero"
+            )
         if ColorInterp.palette in self._dataset.colorinterp:
             raise UnsupportedInputError(f"{self.path}: paletted raster (colour table indices); expand it to RGB first")
 
     def read(self, region: Region) -> np.ndarray:
-        """``(C, *region.size)`` stored values of ``region`` (inside the raster)."""
+        """``(C, *region.size)`` stored values of ``region`` (inside the raster), in ``meta.dtype``."""
         if self._cached is not None and self._cached[0] == region:
             return self._cached[1]
         try:
             values = self._dataset.read(window=_window(region))
-        except GDAL_ERRORS as error:
-            raise InputReadError(f"cannot read window {region} of {self.path}: {error}") from error
+        except self.DAMAGED_FILE_ERRORS as error:
+            (top, left), (bottom, right) = region.start, region.stop
+            raise self._damaged(f"rows {top}:{bottom}, columns {left}:{right}", error) from error
         self._cached = (region, values)
         return values
 
@@ -176,10 +229,11 @@ class GeoTiffReader:
         return self._read_mask(window=_window(region)) > 0
 
     def _read_mask(self, **kwargs: Any) -> np.ndarray:
+        """Mask band of band 1 (0 invalid, 255 valid), read with rasterio's ``read_masks`` ``kwargs``."""
         try:
             return self._dataset.read_masks(1, **kwargs)
-        except GDAL_ERRORS as error:
-            raise InputReadError(f"cannot read the mask of {self.path}: {error}") from error
+        except self.DAMAGED_FILE_ERRORS as error:
+            raise self._damaged("the mask", error) from error
 
     def sample(self, max_side: int = SAMPLE_SIDE) -> RasterSample:
         """Decimated read (overviews used when present) of at most ``max_side`` pixels a side."""
@@ -187,8 +241,8 @@ class GeoTiffReader:
         shape = (math.ceil(self.meta.height / step), math.ceil(self.meta.width / step))
         try:
             values = self._dataset.read(out_shape=(self.meta.count, *shape), resampling=Resampling.nearest)
-        except GDAL_ERRORS as error:
-            raise InputReadError(f"cannot read {self.path}: {error}") from error
+        except self.DAMAGED_FILE_ERRORS as error:
+            raise self._damaged(f"a {shape[0]}x{shape[1]} sample", error) from error
         valid = valid_mask(values, self.meta.nodata)
         if self.meta.has_mask:
             valid &= self._read_mask(out_shape=shape, resampling=Resampling.nearest) > 0

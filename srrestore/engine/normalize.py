@@ -5,6 +5,14 @@ A :class:`Normalization` is a per-channel affine map with float64 constants:
 the stored dtype (never a bare float-to-int cast, I5). Both directions run in
 float32 or higher, outside any autocast (I6). Nothing is clipped on the way in
 (I2, I3): values outside ``[offset, offset + scale]`` map outside ``[0, 1]``.
+
+Exactness: the arithmetic is float64, so integer values up to 2**53 in
+magnitude (every uint8 ... int32 and uint32 value) are represented exactly;
+larger int64/uint64 values are rounded to float64's 53 significant bits.
+:meth:`Normalization.forward` hands the network float32, whose 24-bit
+mantissa keeps ``inverse(forward(x)) == x`` for integers with
+``|x - offset| < 2**23`` (every uint8, int8, uint16 and int16 value); farther
+from the offset the round trip is off by at most ``|x - offset| * 2**-24``.
 """
 
 from __future__ import annotations
@@ -20,18 +28,30 @@ __all__ = ["Normalization", "to_dtype"]
 def to_dtype(values: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
     """Convert float values to ``dtype`` safely.
 
-    Integers: NaN becomes 0, then ``clip(rint(x), min, max)`` and cast (I5).
+    Integers: NaN becomes 0, then ``rint`` and saturation into the dtype's
+    range (I5): nothing wraps, infinities go to the dtype's min or max.
     Floats: a plain cast (NaN and infinities kept).
 
     Args:
         values: any-shape float array.
         dtype: target numpy dtype.
+
+    Returns:
+        ``values.shape`` array of ``dtype``.
     """
     target = np.dtype(dtype)
     if np.issubdtype(target, np.integer):
         info = np.iinfo(target)
-        cleaned = np.nan_to_num(values.astype(np.float64, copy=False), nan=0.0)
-        return np.clip(np.rint(cleaned), info.min, info.max).astype(target)
+        rounded = np.rint(np.nan_to_num(values.astype(np.float64, copy=False), nan=0.0))
+        high = float(info.max)
+        if high <= info.max:  # every dtype up to 32 bits: the bound itself converts exactly
+            return np.clip(rounded, info.min, high).astype(target)
+        # int64/uint64: float(max) is 2**63 or 2**64, one past the dtype, and casting it
+        # wraps. Clip to the largest float64 below it (2**63 - 1024, 2**64 - 2048), then
+        # saturate whatever was at or above 2**63 (2**64) to the true max.
+        result = np.clip(rounded, info.min, np.nextafter(high, 0.0)).astype(target)
+        result[rounded >= high] = info.max
+        return result
     if np.issubdtype(target, np.floating):
         return values.astype(target)
     raise TypeError(f"unsupported output dtype {target}")

@@ -17,7 +17,11 @@ from srrestore.models.spec import ModelSpec
 
 __all__ = ["SRModel", "load_model", "SUPPORTED_DTYPES"]
 
-SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float32")
+# Every numeric GDAL dtype but complex; float16 is left out (rasterio 1.4 on GDAL 3.10 cannot write it).
+# Outputs keep the input's dtype; integer outputs are rounded and clipped into it.
+SUPPORTED_DTYPES = (
+    "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64",
+)
 
 
 class SRModel:
@@ -68,8 +72,14 @@ class SRModel:
     def normalization_for(sample: np.ndarray, nodata: float | None = None) -> Normalization:
         """The intensity map for data like ``sample`` (``(C, *spatial)`` stored values).
 
-        uint8: the dtype's full range; other dtypes: per-channel 0.5/99.5
-        percentiles of the valid pixels, recorded in outputs (invariants I1, I3).
+        uint8: the dtype's full range ``[0, 255]``. Every other dtype (int8, the
+        16-, 32- and 64-bit integers, float32, float64): per-channel 0.5/99.5
+        percentiles of the valid pixels, since such data rarely fill their
+        dtype's range (invariants I1, I3). The map is recorded in outputs.
+
+        Args:
+            sample: ``(C, *spatial)`` stored values of any supported dtype.
+            nodata: value of invalid pixels (excluded from the percentiles), or None.
         """
         if sample.dtype == np.uint8:
             return Normalization.for_dtype(np.uint8, sample.shape[0])
