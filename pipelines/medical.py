@@ -277,7 +277,8 @@ def restore_dicom(input_path: Path, output_path: Path, options: RestoreOptions) 
     volume = series.read_volume()[None]
     normalization = normalization_for(volume, series.modality.upper() == "CT", series.slope, series.intercept)
     derived = derive_series(series, factors, _describe(passes, normalization))
-    with atomic_output(output_path, options.overwrite, [input_path], True, is_srrestore_series) as folder:
+    size = int(np.prod(derived.shape)) * np.dtype(series.dtype).itemsize  # uncompressed pixel data
+    with atomic_output(output_path, options.overwrite, [input_path], True, is_srrestore_series, size) as folder:
         writer = DicomSeriesWriter(folder, derived)
         reports = _run_passes(
             ArrayReader(volume, series.padding_value), writer, passes, normalization, options, folder.parent
@@ -300,6 +301,13 @@ def sidecar_path(output_path: Path) -> Path:
     name = output_path.name
     stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else name[: -len(".nii")]
     return output_path.with_name(stem + ".json")
+
+
+def _nifti_bytes(header: Any, output_path: Path) -> int | None:
+    """Disk space an uncompressed output needs while written: its scratch volume and the file (None for .nii.gz)."""
+    if output_path.name.lower().endswith(".gz"):
+        return None
+    return 2 * int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
 
 
 def restore_nifti(input_path: Path, output_path: Path, options: RestoreOptions) -> RestoreReport:
@@ -354,7 +362,7 @@ def restore_nifti(input_path: Path, output_path: Path, options: RestoreOptions) 
     }
     with (
         atomic_output(sidecar_path(output_path), options.overwrite, [input_path]) as sidecar_temporary,
-        atomic_output(output_path, options.overwrite, [input_path]) as temporary,
+        atomic_output(output_path, options.overwrite, [input_path], size=_nifti_bytes(header, output_path)) as temporary,
     ):
         writer = NiftiWriter(
             temporary,

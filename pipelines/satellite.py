@@ -13,6 +13,7 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
@@ -84,7 +85,8 @@ def restore_geotiff(input_path: Path, output_path: Path, options: RestoreOptions
         normalization = raster_normalization(reader, model)
         meta = derive_output_meta(reader.meta, model.spec.scale)
         meta = replace(meta, tags={**meta.tags, **provenance(model, normalization)})
-        with (atomic_output(output_path, options.overwrite, [input_path]) as temporary,
+        size = meta.width * meta.height * meta.count * np.dtype(meta.dtype).itemsize if meta.compression is None else None
+        with (atomic_output(output_path, options.overwrite, [input_path], size=size) as temporary,
               GeoTiffWriter(temporary, meta, cog=options.cog) as writer):
             engine = run_engine(reader, writer, model, normalization, options)
             if reader.meta.has_mask:

@@ -27,6 +27,7 @@ __all__ = [
     "GeometryWarning",
     "check_choice",
     "one_line",
+    "error_reason",
 ]
 
 
@@ -68,6 +69,29 @@ def one_line(error: BaseException) -> str:
     if isinstance(error, pickle.UnpicklingError) and len(paragraphs) >= 3:
         return paragraphs[-2]
     return " ".join(paragraphs) or type(error).__name__
+
+
+def error_reason(error: BaseException) -> str:
+    """The most telling one-line reason in an exception's chain (causes and contexts).
+
+    An operating-system error's text wins (``"No space left on device"``, with a
+    hint for ``EFBIG``); otherwise the innermost message that is not a pointer
+    to another one (GDAL's "See previous exception for details").
+    """
+    import errno
+
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    system = [e for e in chain if isinstance(e, OSError) and e.strerror]
+    if system:
+        innermost = system[-1]
+        hint = " (the file size limit or the disk is full)" if innermost.errno == errno.EFBIG else ""
+        return f"{innermost.strerror}{hint}"
+    messages = [one_line(e).splitlines()[0] for e in chain if "previous exception" not in str(e)]
+    return (messages[-1] if messages else "") or type(error).__name__
 
 
 class CheckpointError(SRRestoreError, ValueError):

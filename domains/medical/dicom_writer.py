@@ -34,7 +34,7 @@ from srrestore.domains.medical.dicom_series import DicomSeries
 from srrestore.domains.medical.geometry import slice_normal, slice_positions, upscale_affine
 
 from srrestore.engine.region import Region
-from srrestore.errors import OutputWriteError
+from srrestore.errors import OutputWriteError, error_reason
 
 __all__ = [
     "DerivedSeries",
@@ -409,7 +409,7 @@ class DicomSeriesWriter:
         try:
             dataset.save_as(path, enforce_file_format=True)
         except OSError as error:
-            raise OutputWriteError(f"cannot write {path}: {error.strerror or error}") from error
+            raise OutputWriteError(f"cannot write {path}: {error_reason(error)}") from error
         self.files.append(path)
 
     def _write_slice(self, index: int, plane: np.ndarray) -> None:

@@ -27,7 +27,7 @@ from srrestore.domains.medical.geometry import upscale_affine
 
 from srrestore.engine.region import Region
 from srrestore.engine.scratch import allocate_array, remove_path, temporary_name
-from srrestore.errors import InputReadError, OutputWriteError, UnsupportedInputError
+from srrestore.errors import InputReadError, OutputWriteError, UnsupportedInputError, error_reason
 
 __all__ = ["NIFTI_SUFFIXES", "NiftiVolume", "read_nifti", "derive_header", "NiftiWriter", "has_nifti_suffix"]
 
@@ -197,7 +197,7 @@ class NiftiWriter:
             image.to_filename(saved)
             shutil.move(saved, self.path)
         except OSError as error:
-            raise OutputWriteError(f"cannot write {self.path}: {error.strerror or error}") from error
+            raise OutputWriteError(f"cannot write {self.path}: {error_reason(error)}") from error
         finally:
             self.discard()
 

@@ -12,6 +12,8 @@ each object has its own handle.
 from __future__ import annotations
 
 import math
+import resource
+import shutil
 import warnings
 from dataclasses import dataclass
 from os import PathLike
@@ -31,7 +33,7 @@ from srrestore.domains.satellite.blocks import BlockAligner
 from srrestore.domains.satellite.meta import RasterMeta
 from srrestore.engine.io import ImageSpec, valid_mask
 from srrestore.engine.region import Region
-from srrestore.errors import ConfigError, InputReadError, OutputWriteError, UnsupportedInputError
+from srrestore.errors import ConfigError, InputReadError, OutputWriteError, UnsupportedInputError, error_reason
 from srrestore.models.sr_model import SUPPORTED_DTYPES
 
 __all__ = [
@@ -54,6 +56,7 @@ COG_BLOCK_SIZE = 512  # block side of COG outputs (G12)
 GDAL_ERRORS = (RasterioError, CPLE_BaseError)  # what rasterio raises for GDAL failures
 LOSSLESS = ("DEFLATE", "LZW", "ZSTD", "LZMA", "PACKBITS")
 PREDICTED = ("DEFLATE", "LZW", "ZSTD")  # the codecs GDAL applies PREDICTOR to
+FULL_DISK_BYTES = 4 * 2**20  # free space below which a failed write is put down to a full disk
 FALLBACK_COMPRESSION = "DEFLATE"  # replaces lossy source codecs (JPEG, WEBP, LERC...)
 
 
@@ -259,6 +262,24 @@ class GeoTiffReader:
         self.close()
 
 
+def write_reason(error: BaseException, path: Path) -> str:
+    """Why GDAL failed to write ``path``, in one line; says so when the disk is (nearly) full.
+
+    GDAL reports a full disk as a generic write error (the system's reason only
+    goes to stderr), so the free space of the folder and the process's file
+    size limit are checked.
+    """
+    reason = error_reason(error)
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        reason += f" (this process may not write files over its file size limit of {limit} bytes: ulimit -f)"
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return reason
+    return f"{reason} (no space left on the device: {free // 1024} KiB free)" if free < FULL_DISK_BYTES else reason
+
+
 def _output_compression(meta: RasterMeta) -> str | None:
     """The source's codec when lossless; DEFLATE instead of a lossy one; None for none."""
     if meta.compression is None or meta.compression in LOSSLESS:
@@ -383,7 +404,7 @@ class GeoTiffWriter:
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 dataset = rasterio.open(self._target, "w", **profile)
         except (*GDAL_ERRORS, OSError) as error:
-            raise OutputWriteError(f"cannot create {self._target}: {error}") from error
+            raise OutputWriteError(f"cannot create {self._target}: {write_reason(error, self._target)}") from error
         try:
             self._write_metadata(dataset)
         except BaseException:
@@ -410,7 +431,7 @@ class GeoTiffWriter:
         try:
             self._dataset.write(array, window=_window(region))
         except GDAL_ERRORS as error:
-            raise OutputWriteError(f"cannot write window {region} of {self._target}: {error}") from error
+            raise OutputWriteError(f"cannot write {self._target}: {write_reason(error, self._target)}") from error
 
     def write(self, region: Region, array: np.ndarray) -> None:
         """Store ``(C, *region.size)`` output values (any window; written as whole blocks)."""
@@ -432,7 +453,9 @@ class GeoTiffWriter:
                     self._dataset.write_mask(np.where(strip, 255, 0).astype(np.uint8),
                                              window=Window(0, top, self.meta.width, bottom - top))
                 except GDAL_ERRORS as error:
-                    raise OutputWriteError(f"cannot write the mask of {self._target}: {error}") from error
+                    raise OutputWriteError(
+                        f"cannot write the mask of {self._target}: {write_reason(error, self._target)}"
+                    ) from error
 
     def close(self) -> None:
         """Check every block was written, build overviews or the COG, close the file.
@@ -453,7 +476,7 @@ class GeoTiffWriter:
                 rasterio.shutil.copy(self._target, self.path, driver="COG", **_cog_options(self.options))
         except GDAL_ERRORS as error:
             self._abort()
-            raise OutputWriteError(f"cannot finish {self.path}: {error}") from error
+            raise OutputWriteError(f"cannot finish {self.path}: {write_reason(error, self.path)}") from error
         finally:
             if self.cog:
                 self._target.unlink(missing_ok=True)

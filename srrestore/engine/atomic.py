@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from srrestore import __version__
-from srrestore.engine.scratch import remove_path, remove_stale, temporary_name
-from srrestore.errors import OutputExistsError, OutputWriteError, SRRestoreError
+from srrestore.engine.scratch import remove_path, remove_stale, require_free_space, temporary_name
+from srrestore.errors import OutputExistsError, OutputWriteError, SRRestoreError, error_reason
 
 __all__ = ["OUTPUT_MARKER", "atomic_output", "check_output_path", "is_srrestore_output", "disk_error"]
 
@@ -108,10 +108,7 @@ def _check_existing(output: Path, overwrite: bool, directory: bool, recognise: R
 
 def disk_error(error: OSError, path: Path) -> OutputWriteError:
     """One line for an operating-system error met while writing ``path``."""
-    reason = error.strerror or str(error)
-    if error.errno == errno.EFBIG:
-        reason += " (the file size limit or the disk is full)"
-    return OutputWriteError(f"cannot write {path}: {reason}")
+    return OutputWriteError(f"cannot write {path}: {error_reason(error)}")
 
 
 @contextmanager
@@ -121,6 +118,7 @@ def atomic_output(
     inputs: Iterable[str | os.PathLike[str]] = (),
     directory: bool = False,
     recognise: Recogniser | None = None,
+    size: int | None = None,
 ) -> Iterator[Path]:
     """Yield a temporary path beside ``output``; move it to ``output`` when the body succeeds.
 
@@ -133,6 +131,8 @@ def atomic_output(
         recognise: for a folder whose format records its own provenance (a DICOM
             series), how to tell a previous srrestore output; None: the folder gets
             :data:`OUTPUT_MARKER`, which tells it.
+        size: bytes the output will take, where known (an uncompressed format):
+            refused up front when the disk has less free space.
 
     Yields:
         The temporary path, with the output's suffix so format drivers see it.
@@ -151,6 +151,8 @@ def atomic_output(
     except OSError as error:
         raise OutputWriteError(f"cannot create folder {output.parent}: {error.strerror}") from error
     remove_stale(output.parent)
+    if size is not None:
+        require_free_space(output.parent, size, f"output {output}")
     temporary = output.parent / temporary_name(output.name, "" if directory else output.suffix)
     try:
         if directory:
@@ -160,9 +162,15 @@ def atomic_output(
             marker = {"srrestore": __version__, "inputs": [str(p.resolve()) for p in inputs]}
             (temporary / OUTPUT_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         _commit(temporary, output, overwrite, directory, recognise)
+    except SRRestoreError as error:
+        remove_path(temporary)
+        message = str(error)
+        if str(temporary) not in message:
+            raise
+        raise type(error)(message.replace(str(temporary), str(output))) from error  # users know the output's name
     except OSError as error:
         remove_path(temporary)
-        if isinstance(error, SRRestoreError) or error.errno not in DISK_ERRNOS:
+        if error.errno not in DISK_ERRNOS:
             raise
         raise disk_error(error, output) from error
     except BaseException:

@@ -24,9 +24,10 @@ from typing import Iterator
 
 import numpy as np
 
-from srrestore.errors import OutputWriteError
+from srrestore.errors import OutputWriteError, error_reason
 
-__all__ = ["temporary_name", "scratch_folder", "remove_stale", "allocate_array", "remove_path", "TAG"]
+__all__ = ["temporary_name", "scratch_folder", "remove_stale", "allocate_array", "remove_path", "require_free_space",
+           "TAG"]
 
 TAG = "srrestore"
 _HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:32] or "host"
@@ -111,12 +112,29 @@ def allocate_array(path: Path, dtype: np.dtype | str, shape: tuple[int, ...]) ->
                 _reserve(handle.fileno(), size)
     except OSError as error:
         path.unlink(missing_ok=True)
+        visible = next(folder for folder in path.parents if not folder.name.startswith("."))
         raise OutputWriteError(
-            f"cannot reserve {size / 2**20:.1f} MiB of scratch space in {path.parent}: {error.strerror or error}"
+            f"cannot reserve {size / 2**20:.1f} MiB of scratch space in {visible}: {error_reason(error)}"
         ) from error
     if size == 0:
         return np.zeros(shape, dtype=dtype)  # type: ignore[return-value]
     return np.memmap(path, dtype=dtype, mode="r+", shape=shape)
+
+
+def require_free_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse to start writing ``needed`` bytes into ``folder`` when its disk has less free space.
+
+    Raises:
+        OutputWriteError: naming ``what``, the space needed and the space free.
+    """
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # cannot tell: the write itself will report a full disk
+    if free < needed:
+        raise OutputWriteError(
+            f"{what} needs {needed / 2**20:.1f} MiB, but only {free / 2**20:.1f} MiB are free in {folder}"
+        )
 
 
 def _reserve(descriptor: int, size: int) -> None:
