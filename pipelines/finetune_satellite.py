@@ -171,7 +171,7 @@ def finetune_satellite(inputs: list[Path], output: Path, options: FinetuneOption
     """Fine-tune on GeoTIFF/COG scenes and save the model (see the module docstring).
 
     Args:
-        inputs: the scenes (any band count, all the same; uint8, uint16, int16 or float32).
+        inputs: the scenes (any band count, all the same; any numeric dtype but complex).
         output: the model file (``.safetensors``).
         options: the run's options; ``reference`` (one per scene) selects paired mode.
 

@@ -32,7 +32,7 @@ def detect_format(path: Path) -> str:
         UnsupportedInputError: nothing srrestore can read.
     """
     from srrestore.pipelines.medical import is_dicom, is_nifti
-    from srrestore.pipelines.satellite import is_geotiff
+    from srrestore.pipelines.satellite import is_damaged_tiff, is_geotiff
 
     if not path.exists():
         raise InputReadError(f"input not found: {path}")
@@ -40,8 +40,8 @@ def detect_format(path: Path) -> str:
         return "dicom"
     if is_nifti(path):
         return "nifti"
-    if path.is_file() and path.suffix.lower() in (".tif", ".tiff") and is_geotiff(path):
-        return "geotiff"
+    if path.is_file() and path.suffix.lower() in (".tif", ".tiff") and (is_geotiff(path) or is_damaged_tiff(path)):
+        return "geotiff"  # a damaged TIFF too: the GeoTIFF reader names the damage
     if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
         return "image"
     raise UnsupportedInputError(

@@ -21,12 +21,13 @@ from srrestore.domains.satellite import GeoTiffReader, GeoTiffWriter, RasterMeta
 from srrestore.domains.satellite.geotiff import GDAL_ERRORS, LOSSLESS
 from srrestore.engine.atomic import atomic_output, check_output_path
 from srrestore.engine.normalize import Normalization
-from srrestore.errors import GeometryWarning
+from srrestore.domains.image import read_image
+from srrestore.errors import GeometryWarning, SRRestoreError
 from srrestore.models.sr_model import SRModel
 from srrestore.pipelines.common import RestoreReport, check_output_name, model_for, provenance, run_engine
 from srrestore.pipelines.options import RestoreOptions
 
-__all__ = ["is_geotiff", "raster_normalization", "restore_geotiff"]
+__all__ = ["is_damaged_tiff", "is_geotiff", "raster_normalization", "restore_geotiff"]
 
 
 def is_geotiff(path: Path) -> bool:
@@ -38,6 +39,26 @@ def is_geotiff(path: Path) -> bool:
                 return dataset.driver == "GTiff" and read_meta(dataset).georeferenced
     except (*GDAL_ERRORS, OSError):
         return False
+
+
+def is_damaged_tiff(path: Path) -> bool:
+    """Whether ``path`` is a TIFF that neither GDAL nor the plain-image reader can open.
+
+    Such a file goes to :class:`GeoTiffReader`, whose error names the damage
+    ("looks truncated or corrupt") instead of the image reader's less telling one.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path):
+                return False
+    except (*GDAL_ERRORS, OSError, IndexError, KeyError, ValueError):
+        pass
+    try:
+        read_image(path)
+    except SRRestoreError:
+        return True
+    return False
 
 
 def raster_normalization(reader: GeoTiffReader, model: SRModel) -> Normalization:
@@ -62,7 +83,7 @@ def restore_geotiff(input_path: Path, output_path: Path, options: RestoreOptions
     """Upscale one GeoTIFF or COG into ``output_path`` (``options.cog``: a COG).
 
     Args:
-        input_path: the raster (uint8, uint16, int16 or float32, any band count).
+        input_path: the raster (any numeric dtype but complex, any band count).
         output_path: where to write it; written to a temporary file and renamed.
         options: model, scale, engine options, ``overwrite``, ``cog``.
 

@@ -9,6 +9,7 @@ is removed, one line says so, and the exit code is ``128 + signal number``
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -71,8 +72,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-    if not debug:  # GDAL's own "ERROR 1: ..." lines would repeat the one-line error
+    if not debug:  # GDAL's "ERROR 1: ..." and codecs' log lines would repeat the one-line error
         os.environ.setdefault("CPL_LOG", os.devnull)
+        logging.getLogger("tifffile").addHandler(logging.NullHandler())
 
 
 def _add_commands() -> None:
