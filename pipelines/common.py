@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,7 +12,7 @@ from srrestore import __version__
 from srrestore.domains.image import IMAGE_SUFFIXES
 from srrestore.engine.io import ArrayReader, Reader, Writer
 from srrestore.engine.normalize import Normalization
-from srrestore.errors import ConfigError, MissingDependencyError
+from srrestore.errors import ConfigError, MissingDependencyError, one_line
 from srrestore.models.sr_model import SRModel, load_model
 from srrestore.pipelines.options import RestoreOptions
 
@@ -108,17 +108,34 @@ def run_engine(reader: Reader, writer: Writer, model: SRModel, normalization: No
                         normalization, engine_options)
 
 
-@lru_cache(maxsize=4)
+_dask_clients: dict[str, Any] = {}
+"""The clients :func:`dask_client` connected, by scheduler address (reused by later restores)."""
+
+
 def dask_client(address: str) -> Any:
-    """A ``distributed.Client`` connected to ``address`` (one per address and process)."""
+    """A ``distributed.Client`` connected to ``address``: one per address and process, reconnected if closed.
+
+    The client is not made dask's default scheduler (``set_as_default=False``):
+    :func:`run_engine` passes it explicitly, so after a restore ``dask.compute``
+    elsewhere in the process still uses the scheduler it used before.
+
+    Raises:
+        MissingDependencyError: ``distributed`` is not installed.
+        ConfigError: the address is malformed or no scheduler answers there, in one line.
+    """
+    client = _dask_clients.get(address)
+    if client is not None and client.status != "closed":
+        return client
     try:
         from distributed import Client
     except ImportError as error:
         raise MissingDependencyError("--dask needs the 'distributed' package: pip install distributed") from error
     try:
-        return Client(address, timeout="10s")
-    except (OSError, TimeoutError) as error:
-        raise ConfigError(f"cannot reach the Dask scheduler at {address!r}: {error}") from error
+        client = Client(address, timeout="10s", set_as_default=False)
+    except Exception as error:  # ValueError, TypeError, OSError or TimeoutError, by address and version
+        raise ConfigError(f"cannot reach the Dask scheduler at {address!r}: {one_line(error)}") from error
+    _dask_clients[address] = client
+    return client
 
 
 def _reopener(reader: Reader) -> Callable[[], Reader]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -19,6 +21,26 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def seeded_torch() -> None:
+    """Every test starts from the same torch random state, whatever ran before it (training
+    seeds the global generator, unseeded networks draw from it); pytest-randomly does the
+    same for ``random`` and numpy."""
+    torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def dask_scheduler_left_as_found() -> Iterator[None]:
+    """Fails the test that leaves dask's global scheduler set, e.g. by a ``distributed.Client``
+    made the default and not closed: later tests' ``dask.compute`` would run on that client
+    (or fail on its closed cluster), so they would pass or fail by the order of the tests."""
+    yield
+    dask = sys.modules.get("dask")  # only tests that use dask import it
+    if dask is not None:
+        scheduler = dask.config.get("scheduler", None)
+        assert scheduler is None, f"dask's scheduler was left set to {scheduler!r}: close the Client this test made"
 
 
 @pytest.fixture(scope="session")

@@ -47,14 +47,18 @@ def overlap_depth(halo: int) -> int:
     return halo + math.ceil(halo * math.sqrt(2))
 
 
-def _upscale_block(block: np.ndarray, depth: int, upscaler_args: tuple[Any, ...], nodata: float | None,
-                   block_info: dict[Any, Any] | None = None) -> np.ndarray:
-    """Upscale the core of one overlapped ``(C, h, w)`` block; returns ``(C_out, core * scale)``."""
+def _upscale_block(block: np.ndarray, depth: tuple[int, int], upscaler_args: tuple[Any, ...],
+                   nodata: float | None, block_info: dict[Any, Any] | None = None) -> np.ndarray:
+    """Upscale the core of one overlapped ``(C, h, w)`` block; returns ``(C_out, core * scale)``.
+
+    ``depth`` is the ``(y, x)`` overlap borrowed from each neighbouring block.
+    """
     info = block_info[None]  # type: ignore[index]
     (_, row, col), (_, rows, cols) = info["chunk-location"], info["num-chunks"]
+    depth_y, depth_x = depth
     core = Region(
-        (depth if row > 0 else 0, depth if col > 0 else 0),
-        (block.shape[1] - (depth if row < rows - 1 else 0), block.shape[2] - (depth if col < cols - 1 else 0)),
+        (depth_y if row > 0 else 0, depth_x if col > 0 else 0),
+        (block.shape[1] - (depth_y if row < rows - 1 else 0), block.shape[2] - (depth_x if col < cols - 1 else 0)),
     )
     reader = ArrayReader(block, nodata)
     network, spec, normalization, options = upscaler_args
@@ -64,22 +68,35 @@ def _upscale_block(block: np.ndarray, depth: int, upscaler_args: tuple[Any, ...]
     return writer.array[(slice(None), *core.scaled(upscaler.plan.layout.scale).slices())]
 
 
+def _axis_chunks(chunks: tuple[int, ...], depth: int) -> tuple[tuple[int, ...], int]:
+    """Chunks along one spatial axis, each at least ``depth`` long, and the overlap depth to use there.
+
+    An axis no longer than ``depth`` becomes one chunk with no overlap: it has no
+    neighbour to borrow from (and dask refuses a depth larger than the array).
+    """
+    from dask.array.overlap import ensure_minimum_chunksize
+
+    if sum(chunks) <= depth:
+        return (sum(chunks),), 0
+    return ensure_minimum_chunksize(depth, chunks), depth
+
+
 def _upscale_lazy(data: Any, model: SRModel, normalization: Normalization, options: UpscaleOptions,
                   nodata: float | None) -> Any:
-    """Dask ``(C, H, W)`` -> lazy ``(C_out, H*sy, W*sx)``, one task per input chunk."""
-    from dask.array.overlap import ensure_minimum_chunksize, overlap
+    """Dask ``(C, H, W)`` -> lazy ``(C_out, H*sy, W*sx)``, one task per (merged) input chunk."""
+    from dask.array.overlap import overlap
 
     image = ImageSpec(data.shape[0], tuple(data.shape[1:]), data.dtype.name, nodata)
     sizing = TiledUpscaler(model.network, model.spec, normalization, image, options)
     options = replace(options, tile_size=sizing.tile_size, batch_size=sizing.batch_size, progress=False)
     depth = overlap_depth(sizing.halo)
-    data = data.rechunk({0: -1})
-    data = data.rechunk({axis: ensure_minimum_chunksize(depth, data.chunks[axis]) for axis in (1, 2)})
-    padded = overlap(data, depth={0: 0, 1: depth, 2: depth}, boundary="none")
+    (chunks_y, depth_y), (chunks_x, depth_x) = (_axis_chunks(data.chunks[axis], depth) for axis in (1, 2))
+    data = data.rechunk((data.shape[0], chunks_y, chunks_x))
+    padded = overlap(data, depth={0: 0, 1: depth_y, 2: depth_x}, boundary="none")
     sy, sx = sizing.plan.layout.scale
     chunks = ((sizing.plan.out_channels,), tuple(c * sy for c in data.chunks[1]), tuple(c * sx for c in data.chunks[2]))
     return padded.map_blocks(
-        _upscale_block, depth, (model.network, model.spec, normalization, options), nodata,
+        _upscale_block, (depth_y, depth_x), (model.network, model.spec, normalization, options), nodata,
         chunks=chunks, dtype=data.dtype, meta=np.empty((0, 0, 0), dtype=data.dtype),
     )
 

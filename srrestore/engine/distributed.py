@@ -146,7 +146,8 @@ def _bounded(client: "Client", calls: Iterator[tuple[Any, Callable[..., Any], tu
     if limit < 1:
         raise ConfigError(f"max_in_flight must be at least 1, got {max_in_flight}")
     keys: dict["Future", Any] = {}
-    running = distributed.as_completed()
+    # This client's loop: as_completed() alone looks for a default client, and callers need not make one.
+    running = distributed.as_completed(loop=client.loop)
 
     def submit_next() -> None:
         call = next(calls, None)
@@ -183,7 +184,7 @@ def upscale_dask(
     """Upscale one image on a Dask cluster; the client writes the blocks.
 
     Args:
-        client: a ``distributed.Client``.
+        client: a ``distributed.Client`` (it need not be dask's default scheduler).
         reader_factory: builds a reader of the image (called once on the client
             for the image's spec, and once per block on the workers).
         writer: receives ``(C_out, *block*scale)`` windows on the client's

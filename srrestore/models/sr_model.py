@@ -93,29 +93,56 @@ class SRModel:
         batch_size: int | None = None,
         progress: bool = False,
         compile: bool = False,
+        channels_last: bool = False,
     ) -> np.ndarray:
         """Upscale a numpy image, returning the same dtype and layout.
 
+        Layout: a 2-D array is ``(H, W)``; a 3-D array is channels-first
+        ``(C, H, W)``, or ``(H, W, C)`` with ``channels_last=True``. A 3-D array
+        that looks channels-last is refused rather than read as ``H`` channels:
+        its last axis is 1, 3 or 4 and its first axis is not a channel count the
+        model takes (the model's ``in_channels``; for a 1-channel model, which
+        takes any band count band by band, a first axis above 4).
+
         Args:
-            array: ``(H, W)`` or channels-first ``(C, H, W)``; uint8, uint16, int16 or float32.
+            array: ``(H, W)``, ``(C, H, W)`` or, with ``channels_last``, ``(H, W, C)``;
+                any dtype of ``SUPPORTED_DTYPES``.
             nodata: value marking invalid pixels (kept as nodata in the output).
             tile_size, batch_size, progress, compile: engine options (None: automatic);
                 see :class:`srrestore.engine.UpscaleOptions`.
+            channels_last: ``array`` is ``(H, W, C)``, as images from PIL or
+                imageio are; the result is then ``(H*sy, W*sx, C)``.
 
         Returns:
-            ``(H*sy, W*sx)`` or ``(C, H*sy, W*sx)`` array of ``array.dtype``.
+            ``(H*sy, W*sx)``, ``(C, H*sy, W*sx)`` or ``(H*sy, W*sx, C)`` array of ``array.dtype``.
+
+        Raises:
+            UnsupportedInputError: an unsupported dtype, not 2-D or 3-D (3-D for
+                ``channels_last``), an empty array, an array that looks
+                channels-last (the message says how to pass it), or a channel
+                count the model does not take.
         """
         from srrestore.engine import UpscaleOptions, upscale_array
 
         if array.dtype.name not in SUPPORTED_DTYPES:
             raise UnsupportedInputError(f"dtype {array.dtype} is not supported; use one of {', '.join(SUPPORTED_DTYPES)}")
+        if channels_last and array.ndim != 3:
+            raise UnsupportedInputError(f"channels_last=True expects an (H, W, C) array, got shape {array.shape}")
         if array.ndim not in (2, 3):
             raise UnsupportedInputError(f"expected an (H, W) or (C, H, W) array, got shape {array.shape}")
-        if array.ndim == 3 and array.shape[0] > 16 and array.shape[-1] in (1, 3, 4):
+        if array.size == 0:
+            raise UnsupportedInputError(f"array of shape {array.shape} is empty: there is nothing to upscale")
+        channels = self.spec.in_channels
+        takes_first_axis = array.shape[0] == channels if channels > 1 else array.shape[0] <= 4
+        if array.ndim == 3 and not channels_last and array.shape[-1] in (1, 3, 4) and not takes_first_axis:
             raise UnsupportedInputError(
-                f"array of shape {array.shape} looks channels-last; pass array.transpose(2, 0, 1)"
+                f"array of shape {array.shape} looks channels-last (H, W, C); pass channels_last=True "
+                "or array.transpose(2, 0, 1)"
             )
-        image = array[None] if array.ndim == 2 else array
+        if channels_last:
+            image = np.moveaxis(array, -1, 0)
+        else:
+            image = array[None] if array.ndim == 2 else array
         self.check_channels(image.shape[0])
         options = UpscaleOptions(
             tile_size=tile_size, batch_size=batch_size, device=self.device, precision=self.precision, progress=progress,
@@ -123,6 +150,8 @@ class SRModel:
         )
         normalization = self.normalization_for(image, nodata)
         result = upscale_array(image, self.network, self.spec, normalization, options, nodata=nodata)
+        if channels_last:
+            return np.ascontiguousarray(np.moveaxis(result, 0, -1))
         return result[0] if array.ndim == 2 else result
 
 
