@@ -49,17 +49,18 @@ def valid_mask(array: np.ndarray, nodata: float | None) -> np.ndarray:
         nodata: the nodata value (NaN allowed) or None.
 
     Returns:
-        ``(*spatial)`` bool array, True where no channel equals ``nodata``.
-        A pixel is invalid if *any* channel holds nodata (GDAL's single
-        per-dataset nodata, invariant G5).
+        ``(*spatial)`` bool array, True where no channel equals ``nodata`` and,
+        for float data, every channel is finite: NaN and +/-inf are masks
+        whatever ``nodata`` is, never network inputs. A pixel is invalid if
+        *any* channel is (GDAL's single per-dataset nodata, invariant G5); the
+        output keeps the input's values there (see :func:`srrestore.engine.stages.to_stored`).
     """
-    if nodata is None:
-        if np.issubdtype(array.dtype, np.floating):
-            return ~np.isnan(array).any(axis=0)
-        return np.ones(array.shape[1:], dtype=bool)
-    if np.isnan(nodata):
-        return ~np.isnan(array).any(axis=0)
-    return ~(array == np.asarray(nodata, dtype=array.dtype)).any(axis=0)
+    valid = np.ones(array.shape[1:], dtype=bool)
+    if np.issubdtype(array.dtype, np.floating):
+        valid &= np.isfinite(array).all(axis=0)
+    if nodata is not None and not np.isnan(nodata):
+        valid &= ~(array == nodata).any(axis=0)  # float32 data compares at float32, as GDAL does
+    return valid
 
 
 @runtime_checkable

@@ -1,9 +1,10 @@
 """Nodata handling (invariants G5, G6): fill before the network, re-impose after.
 
-Nodata pixels are replaced by their nearest valid pixel (Euclidean, scipy's
-``distance_transform_edt``) before the network, so the sentinel never reaches
-it; the nearest-upsampled mask is written back as nodata afterwards, and valid
-outputs that round onto the sentinel are moved one step off it.
+Invalid pixels (nodata, NaN, +/-inf) are replaced by their nearest valid pixel
+(Euclidean, scipy's ``distance_transform_edt``) before the network, so they
+never reach it; afterwards the invalid pixels keep their input values,
+nearest-upsampled, and valid outputs that round onto the sentinel are moved
+one step off it.
 
 For tiles to equal whole-image inference, a tile's fill must pick the same
 nearest pixel as a fill over the whole image. It does when, for every hole, the
@@ -17,10 +18,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from dataclasses import dataclass
+
 from srrestore.engine.normalize import Normalization
 from srrestore.engine.region import Region
 
-__all__ = ["nearest_valid", "fill_nodata", "upsample_mask", "keep_off_nodata", "invalid_value"]
+__all__ = ["NEAR_MASK_RADIUS", "ValueBounds", "local_bounds", "nearest_valid", "fill_nodata", "upsample_mask",
+           "upsample_values", "keep_off_nodata", "invalid_value"]
 
 
 def nearest_valid(
@@ -72,6 +76,72 @@ def upsample_mask(valid: np.ndarray, scale: tuple[int, ...]) -> np.ndarray:
         if factor != 1:
             valid = np.repeat(valid, factor, axis=axis)
     return valid
+
+
+NEAR_MASK_RADIUS = 4
+"""Input pixels around a masked pixel within which valid outputs are held to the local valid range."""
+
+
+@dataclass(frozen=True)
+class ValueBounds:
+    """Per-pixel limits for valid outputs next to masked pixels.
+
+    The network sees filled values (copies of the nearest valid pixel) where
+    the input is masked, an edge it never met in training, and can overshoot
+    there. Each valid pixel within ``radius`` of a masked one is therefore held
+    to the range of the valid input pixels within ``radius`` of it.
+
+    Attributes:
+        low, high: ``(C, *size)`` stored values (the input's dtype); the dtype's
+            extremes (or -/+inf) where no limit applies.
+    """
+
+    low: np.ndarray
+    high: np.ndarray
+
+    def upsampled(self, scale: tuple[int, ...]) -> "ValueBounds":
+        return ValueBounds(upsample_values(self.low, scale), upsample_values(self.high, scale))
+
+
+def local_bounds(values: np.ndarray, valid: np.ndarray, box: Region, radius: tuple[int, ...]) -> ValueBounds | None:
+    """Limits for the valid pixels of ``box`` near masked pixels (see :class:`ValueBounds`).
+
+    Args:
+        values: ``(C, *context)`` stored input values.
+        valid: ``(*context)`` mask.
+        box: the pixels that get limits, relative to the context; the context
+            must hold ``radius`` more pixels around it wherever the image does.
+        radius: neighbourhood half-width per spatial axis (0 on iterated axes).
+
+    Returns:
+        ``(C, *box.size)`` limits, or None when no pixel of ``box`` is near a masked one.
+    """
+    footprint = tuple(2 * r + 1 for r in radius)
+    near = ndimage.maximum_filter(~valid, size=footprint, mode="constant", cval=False)[box.slices()]
+    near &= valid[box.slices()]
+    if not near.any():
+        return None
+    if np.issubdtype(values.dtype, np.integer):
+        info = np.iinfo(values.dtype)
+        lowest, highest = info.min, info.max
+    else:
+        lowest, highest = -np.inf, np.inf
+    low = np.full((values.shape[0], *box.size), lowest, dtype=values.dtype)
+    high = np.full((values.shape[0], *box.size), highest, dtype=values.dtype)
+    for channel, band in enumerate(values):
+        smallest = ndimage.minimum_filter(np.where(valid, band, highest), size=footprint, mode="constant", cval=highest)
+        largest = ndimage.maximum_filter(np.where(valid, band, lowest), size=footprint, mode="constant", cval=lowest)
+        low[channel][near] = smallest[box.slices()][near]
+        high[channel][near] = largest[box.slices()][near]
+    return ValueBounds(low, high)
+
+
+def upsample_values(values: np.ndarray, scale: tuple[int, ...]) -> np.ndarray:
+    """Nearest-neighbour upsampling of ``(C, *spatial)`` values by an integer factor per spatial axis."""
+    for axis, factor in enumerate(scale, start=1):
+        if factor != 1:
+            values = np.repeat(values, factor, axis=axis)
+    return values
 
 
 def invalid_value(dtype: np.dtype, nodata: float | None) -> float:

@@ -19,7 +19,7 @@ from torch import nn
 
 from srrestore.engine.grid import Tile
 from srrestore.engine.io import ImageSpec, valid_mask
-from srrestore.engine.nodata import fill_nodata, invalid_value, nearest_valid
+from srrestore.engine.nodata import NEAR_MASK_RADIUS, fill_nodata, local_bounds, nearest_valid
 from srrestore.engine.normalize import Normalization
 from srrestore.engine.padding import edge_pad
 from srrestore.engine.plan import UpscaleOptions, make_plan
@@ -66,8 +66,12 @@ def upscale_whole(
         target = (slice(None), *region.scaled(layout.scale).slices())
         values = array[(slice(None), *region.slices())]
         valid = valid_mask(values, nodata)
+        held = None if valid.all() else values
+        radius = tuple(min(NEAR_MASK_RADIUS, halo) for halo in layout.halo)
+        bounds = None if valid.all() else local_bounds(values, valid, Region.from_shape(valid.shape), radius)
         if not valid.any():
-            output[target] = invalid_value(array.dtype, nodata)
+            output[target] = to_stored(TileOutput(Tile(region, region), None, valid, None, held), plan.out_channels,
+                                       layout, normalization, plan.dtype, nodata)
             continue
         if not valid.all():
             everything = Region.from_shape(valid.shape)
@@ -82,6 +86,6 @@ def upscale_whole(
         pixels = edge_pad(normalization.forward(values), region, window)
         sr, _ = runner([torch.from_numpy(np.ascontiguousarray(pixels))], [core.relative_to(window)])
         crop = (slice(None), *region.relative_to(core).scaled(layout.scale).slices())
-        result = TileOutput(Tile(core, region), sr[0].numpy()[crop], None if valid.all() else valid, None)
+        result = TileOutput(Tile(core, region), sr[0].numpy()[crop], None if valid.all() else valid, None, held, bounds)
         output[target] = to_stored(result, plan.out_channels, layout, normalization, plan.dtype, nodata)
     return output

@@ -3,8 +3,9 @@
 Reading (reader thread): the mask, then the values, of the tile's window
 clipped to the image, with more context where nodata filling needs it; fill,
 normalise to float32, edge-pad where the window reaches past the image (only
-with ``pad_edges``). Writing (writer thread): inverse normalisation, nodata
-kept off valid pixels and re-imposed on invalid ones.
+with ``pad_edges``). Writing (writer thread): inverse normalisation, valid pixels next to masked
+ones held to the local valid range, nodata kept off valid pixels; invalid
+pixels keep the input's own values there (nodata, NaN, +/-inf), nearest-upsampled.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch
 
 from srrestore.engine.grid import Layout, Tile
 from srrestore.engine.io import Reader
-from srrestore.engine.nodata import fill_nodata, invalid_value, keep_off_nodata, nearest_valid, upsample_mask
+from srrestore.engine.nodata import (NEAR_MASK_RADIUS, ValueBounds, fill_nodata, invalid_value, keep_off_nodata,
+                                     local_bounds, nearest_valid, upsample_mask, upsample_values)
 from srrestore.engine.normalize import Normalization
 from srrestore.engine.padding import edge_pad
 from srrestore.engine.region import Region
@@ -35,11 +37,16 @@ class TileInput:
         pixels: ``(C, *window)`` normalised float32 (pinned on CUDA); None when
             every pixel the tile writes is nodata (the network is skipped).
         valid: ``(*tile.write.size)`` mask, or None when every pixel is valid.
+        held: ``(C, *tile.write.size)`` stored input values of the written pixels
+            when some are invalid (what invalid output pixels keep), else None.
+        bounds: limits of the written pixels near masked ones, or None.
     """
 
     tile: Tile
     pixels: torch.Tensor | None
     valid: np.ndarray | None
+    held: np.ndarray | None = None
+    bounds: ValueBounds | None = None
 
 
 @dataclass
@@ -49,7 +56,7 @@ class TileOutput:
     Attributes:
         tile: the tile.
         values: ``(C_out, *tile.write.size * scale)`` float32, or None for a skipped tile.
-        valid: as in :class:`TileInput`.
+        valid, held, bounds: as in :class:`TileInput`.
         error: max abs consistency residual over the valid pixels written (None if skipped).
     """
 
@@ -57,6 +64,8 @@ class TileOutput:
     values: np.ndarray | None
     valid: np.ndarray | None
     error: float | None
+    held: np.ndarray | None = None
+    bounds: ValueBounds | None = None
 
 
 def read_tile(reader: Reader, layout: Layout, tile: Tile, normalization: Normalization, pin: bool) -> TileInput:
@@ -73,7 +82,7 @@ def read_tile(reader: Reader, layout: Layout, tile: Tile, normalization: Normali
         valid = np.asarray(reader.read_valid(context), dtype=bool)
         written = valid[tile.write.relative_to(context).slices()]
         if not written.any():
-            return TileInput(tile, None, written)
+            return TileInput(tile, None, written, _held(reader, tile))
         if valid.all():
             break
         closed_low = tuple(a == 0 or axis in layout.iterated_axes for axis, a in enumerate(context.start))
@@ -86,9 +95,20 @@ def read_tile(reader: Reader, layout: Layout, tile: Tile, normalization: Normali
                          tuple(b + d for b, d in zip(context.stop, high))).clipped(layout.shape)
     needed = (slice(None), *inside.relative_to(context).slices())
     values = reader.read(context)
+    box = tile.write.relative_to(context)
+    held, bounds = None, None
+    if not valid.all():
+        held = None if written.all() else values[(slice(None), *box.slices())].copy()
+        radius = tuple(min(NEAR_MASK_RADIUS, halo) for halo in layout.halo)
+        bounds = local_bounds(values, valid, box, radius)
     values = values[needed] if indices is None else fill_nodata(values, indices[needed])
     pixels = torch.from_numpy(np.ascontiguousarray(edge_pad(normalization.forward(values), inside, window)))
-    return TileInput(tile, pixels.pin_memory() if pin else pixels, None if written.all() else written)
+    return TileInput(tile, pixels.pin_memory() if pin else pixels, None if written.all() else written, held, bounds)
+
+
+def _held(reader: Reader, tile: Tile) -> np.ndarray:
+    """``(C, *tile.write.size)`` stored input values of a tile's written pixels."""
+    return np.array(reader.read(tile.write))
 
 
 def to_stored(
@@ -97,29 +117,46 @@ def to_stored(
 ) -> np.ndarray:
     """A tile's output in stored values (on the writer thread).
 
+    Invalid pixels keep the input's own value (nodata, NaN, +/-inf),
+    nearest-upsampled, so an output is masked exactly where its input was; when
+    the network's channels differ from the input's, they hold
+    :func:`invalid_value` instead.
+
     Args:
         output: the tile's normalised output.
         channels: output channels ``C_out``.
         layout: gives the scale.
         normalization: normalised -> stored map.
         dtype: output dtype.
-        nodata: written where the input is nodata (see :func:`invalid_value`).
+        nodata: kept off valid outputs; written where the input is invalid and not held.
 
     Returns:
         ``(C_out, *tile.write.size * scale)`` array of ``dtype``.
     """
     size = output.tile.write.scaled(layout.scale).size
-    fill = invalid_value(dtype, nodata)
+    held = None
+    if output.held is not None and output.held.shape[0] == channels:
+        held = upsample_values(output.held, layout.scale).astype(dtype, copy=False)
     if output.values is None:
-        return np.full((channels, *size), fill, dtype=dtype)
+        return held if held is not None else np.full((channels, *size), invalid_value(dtype, nodata), dtype=dtype)
     stored = np.empty(output.values.shape, dtype=dtype)
     invalid = None if output.valid is None else ~upsample_mask(output.valid, layout.scale)
+    bounds = None
+    if output.bounds is not None and output.bounds.low.shape[0] == channels:
+        bounds = output.bounds.upsampled(layout.scale)
     rows = max(1, CHUNK_VALUES // max(1, output.values[:, :1].size))
     for start in range(0, size[0], rows):
         part = output.values[:, start : start + rows]
         chunk = normalization.inverse(part, dtype)
+        if bounds is not None:
+            rows_now = slice(start, start + rows)
+            np.clip(chunk, bounds.low[:, rows_now].astype(dtype), bounds.high[:, rows_now].astype(dtype), out=chunk)
         keep_off_nodata(chunk, part, normalization, nodata)
         if invalid is not None:
-            chunk[:, invalid[start : start + rows]] = fill
+            where = invalid[start : start + rows]
+            if held is None:
+                chunk[:, where] = invalid_value(dtype, nodata)
+            else:
+                chunk[:, where] = held[:, start : start + rows][:, where]
         stored[:, start : start + rows] = chunk
     return stored

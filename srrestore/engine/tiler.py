@@ -362,7 +362,7 @@ class TiledUpscaler:
             assembly = waiting.popleft()
             skipped = assembly.values is None
             yield TileOutput(assembly.item.tile, assembly.values, assembly.item.valid,
-                             None if skipped else assembly.error)
+                             None if skipped else assembly.error, assembly.item.held, assembly.item.bounds)
 
 
 def upscale(

@@ -94,14 +94,12 @@ def nearest_restore(source: Path, target: Path, scale: int = 2, cog: bool = Fals
 
 
 def expected_output(source: Path, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest-upsampled values (nodata where any band is invalid) and mask of ``source``."""
+    """Nearest-upsampled values and mask of ``source`` (masked pixels keep their input values)."""
     with rasterio.open(source) as dataset:
         values = dataset.read()
         valid = valid_mask(values, dataset.nodata)
         if dataset.mask_flag_enums[0][0] == rasterio.enums.MaskFlags.per_dataset:
             valid &= dataset.read_masks(1) > 0
-        fill = dataset.nodata if dataset.nodata is not None else (np.nan if values.dtype.kind == "f" else 0)
-    values = np.where(valid, values, np.asarray(fill, dtype=values.dtype))
     grow = np.ones((1, scale, scale), dtype=values.dtype)
     return np.kron(values, grow), np.kron(valid, np.ones((scale, scale), dtype=bool))
 

@@ -127,8 +127,11 @@ class BoxUpsampler(nn.Module):
 
 def test_blocks_borrow_enough_context_for_the_nodata_fill(monkeypatch):
     # Columns 16-19 are nodata, just past the chunk border at 16. In the whole image column 19
-    # is filled from column 20 (250); a block that sees only its halo (4) fills it from column 15 (10).
+    # is filled from column 20 (250); a block that sees only its halo (4) fills it from column 15 (40).
+    # The left part rises (10..40) so that holding outputs next to the mask to the local valid
+    # range (32..40 at column 15) does not hide the difference.
     image = np.full((1, 40, 64), 10, np.uint8)
+    image[:, :, :16] += 2 * np.arange(16, dtype=np.uint8)
     image[:, :, 20:] = 250
     image[:, :, 16:20] = 0
     da = xr.DataArray(image, dims=("band", "y", "x"),
