@@ -145,7 +145,7 @@ def _reopener(reader: Reader) -> Callable[[], Reader]:
     path = getattr(reader, "path", None)
     if path is None:
         raise ConfigError(f"--dask cannot reopen a {type(reader).__name__}; it supports images and GeoTIFFs")
-    return partial(type(reader), path)
+    return partial(type(reader), path, **getattr(reader, "reopen_options", {}))
 
 
 def provenance(model: SRModel, normalization: Normalization) -> dict[str, str]:

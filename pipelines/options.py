@@ -15,6 +15,7 @@ FORMAT_OPTIONS = {
     "resample_irregular": "--resample-irregular",
     "slice_scale": "--slice-scale",
     "slice_model": "--slice-model",
+    "nodata": "--nodata",
 }
 """Options that only some formats read, with their command-line spelling."""
 
@@ -37,6 +38,8 @@ class RestoreOptions:
         dask: address of a Dask scheduler (``tcp://host:8786``) to compute on; None runs locally.
         slice_model: model for the through-plane pass of a volume when both ``scale`` and
             ``slice_scale`` are given (None: ``model``); it must upscale one axis only, e.g. ``(4, 1)``.
+        nodata: declares the nodata value of a raster that has none (GeoTIFF); it is
+            masked like a declared one and written into the output.
     """
 
     model: str = "default"
@@ -56,6 +59,7 @@ class RestoreOptions:
     resample_irregular: bool = False
     slice_model: str | None = None
     dask: str | None = None
+    nodata: float | None = None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "RestoreOptions":
@@ -78,5 +82,5 @@ class RestoreOptions:
         """
         for name, flag in FORMAT_OPTIONS.items():
             value = getattr(self, name)
-            if value not in (None, False) and name not in allowed:
+            if value is not None and value is not False and name not in allowed:  # nodata 0 is given
                 raise ConfigError(f"option {flag} does not apply to {kind} inputs")

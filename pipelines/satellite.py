@@ -18,11 +18,11 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
 from srrestore.domains.satellite import GeoTiffReader, GeoTiffWriter, RasterMeta, derive_output_meta, read_meta
-from srrestore.domains.satellite.geotiff import GDAL_ERRORS, LOSSLESS
+from srrestore.domains.satellite.geotiff import GDAL_ERRORS, LOSSLESS, RasterSample
 from srrestore.engine.atomic import atomic_output, check_output_path
 from srrestore.engine.normalize import Normalization
 from srrestore.domains.image import read_image
-from srrestore.errors import GeometryWarning, SRRestoreError
+from srrestore.errors import GeometryWarning, SRRestoreError, SRRestoreWarning
 from srrestore.models.sr_model import SRModel
 from srrestore.pipelines.common import RestoreReport, check_output_name, model_for, provenance, run_engine
 from srrestore.pipelines.options import RestoreOptions
@@ -79,6 +79,26 @@ def _notes(meta: RasterMeta) -> list[str]:
     return notes
 
 
+def _undeclared_fill(meta: RasterMeta, sample: RasterSample) -> list[str]:
+    """A warning when the raster's edge is one constant value in every band but no nodata is declared.
+
+    Scenes in a projected grid are often padded with a fill (0, 65535...) that is
+    not declared: restored as data, it darkens or brightens the valid edge.
+    """
+    if meta.nodata is not None or meta.has_mask or min(sample.values.shape[1:]) < 3:
+        return []
+    edge = np.concatenate([sample.values[:, 0], sample.values[:, -1], sample.values[:, 1:-1, 0],
+                           sample.values[:, 1:-1, -1]], axis=1)
+    first = edge[:, :1]
+    if not (edge == first).all() or not (first == first[0]).all() or (sample.values == first[0, 0]).all():
+        return []
+    value = first[0, 0].item()
+    message = (f"the raster's edge is a constant {value:g} in every band but no nodata is declared; if that is fill,"
+               f" restore with --nodata {value:g} (now it is restored as data)")
+    warnings.warn(message, SRRestoreWarning, stacklevel=3)
+    return [message]
+
+
 def restore_geotiff(input_path: Path, output_path: Path, options: RestoreOptions) -> RestoreReport:
     """Upscale one GeoTIFF or COG into ``output_path`` (``options.cog``: a COG).
 
@@ -97,12 +117,13 @@ def restore_geotiff(input_path: Path, output_path: Path, options: RestoreOptions
         OutputWriteError: the output is the input, or cannot be written.
     """
     input_path, output_path = Path(input_path), Path(output_path)
-    options.check_applies("GeoTIFF", ("cog",))
+    options.check_applies("GeoTIFF", ("cog", "nodata"))
     check_output_name(output_path, "geotiff")
     check_output_path(output_path, options.overwrite, [input_path])  # before any work
-    with GeoTiffReader(input_path) as reader:
+    with GeoTiffReader(input_path, options.nodata) as reader:
         notes = _notes(reader.meta)
         model = model_for(options, reader.spec.channels)
+        notes += _undeclared_fill(reader.meta, reader.sample())
         normalization = raster_normalization(reader, model)
         meta = derive_output_meta(reader.meta, model.spec.scale)
         meta = replace(meta, tags={**meta.tags, **provenance(model, normalization)})

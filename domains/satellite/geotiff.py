@@ -15,7 +15,7 @@ import math
 import resource
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
@@ -134,8 +134,9 @@ class GeoTiffReader:
     # other ValueErrors), which would otherwise surface as e.g. "list index out of range".
     DAMAGED_FILE_ERRORS = (*GDAL_ERRORS, IndexError, KeyError, ValueError)
 
-    def __init__(self, path: str | PathLike[str]) -> None:
+    def __init__(self, path: str | PathLike[str], nodata: float | None = None) -> None:
         self.path = Path(path)
+        self.reopen_options: dict[str, Any] = {} if nodata is None else {"nodata": nodata}
         if not self.path.exists():
             raise InputReadError(f"input not found: {self.path}")
         try:
@@ -159,8 +160,30 @@ class GeoTiffReader:
         except BaseException:
             self._dataset.close()
             raise
+        if nodata is not None:
+            self.meta = replace(self.meta, nodata=self._declared(nodata))
         self.spec = ImageSpec(self.meta.count, (self.meta.height, self.meta.width), self.meta.dtype, self.meta.nodata)
         self._cached: tuple[Region, np.ndarray] | None = None
+
+    def _declared(self, nodata: float) -> float:
+        """Check a nodata value the user declares (``--nodata``) against the raster.
+
+        Raises:
+            ConfigError: the raster declares another nodata value, or its dtype cannot hold this one.
+        """
+        declared = self.meta.nodata
+        if declared is not None:
+            if declared == nodata or (np.isnan(declared) and np.isnan(nodata)):
+                return declared
+            self.close()
+            raise ConfigError(f"{self.path} declares nodata {declared:g}; --nodata {nodata:g} differs from it")
+        dtype = np.dtype(self.meta.dtype)
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            if np.isnan(nodata) or not float(nodata).is_integer() or not info.min <= nodata <= info.max:
+                self.close()
+                raise ConfigError(f"--nodata {nodata:g} is not a {dtype} value")
+        return float(nodata)
 
     @staticmethod
     def _reason(error: BaseException) -> str:

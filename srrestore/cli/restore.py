@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
+
+from srrestore.errors import SRRestoreWarning
 
 from srrestore.cli.options import engine_options, quiet_option
 
@@ -25,6 +28,9 @@ __all__ = ["restore"]
 @click.option("--phase", type=click.Choice(["psnr", "gan"]), default="psnr", show_default=True,
               help="Built-in variant: faithful (psnr) or sharper (gan).")
 @click.option("--cog", is_flag=True, help="GeoTIFF: write a Cloud-Optimised GeoTIFF.")
+@click.option("--nodata", type=float, default=None, metavar="VALUE",
+              help="GeoTIFF: declare the nodata value of a raster that has none (e.g. a fill of 0); "
+                   "it is masked and written into the output.")
 @click.option("--series", "series_uid", default=None, help="DICOM: SeriesInstanceUID to restore from a folder.")
 @click.option("--resample-irregular", is_flag=True,
               help="DICOM: resample a series with gantry tilt or uneven slice spacing onto a regular grid"
@@ -44,13 +50,22 @@ def restore(input_path: Path, output_path: Path, quiet: bool, **options: object)
     Examples:
       srrestore restore examples/data/landsat_rgb.png out.png --scale 4
       srrestore restore scene.tif scene_x2.tif --scale 2 --cog
+      srrestore restore mosaic.tif mosaic_x4.tif --nodata 0
       srrestore restore ct_series/ ct_sr/ --slice-scale 4
     """
     from srrestore.pipelines.options import RestoreOptions
     from srrestore.pipelines.restore import restore_path
 
-    reports = restore_path(input_path, output_path, RestoreOptions(progress=not quiet, **options))  # type: ignore[arg-type]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SRRestoreWarning)
+        reports = restore_path(input_path, output_path, RestoreOptions(progress=not quiet, **options))  # type: ignore[arg-type]
+    warned = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, SRRestoreWarning)))
+    for message in warned:  # shown even with --quiet: each may mean the output is not what was wanted
+        click.echo(f"srrestore: warning: {message}", err=True)
     if not quiet:
         for report in reports:
             factor = "x".join(map(str, report.scale))
             click.echo(f"{report.input} -> {report.output} ({report.format}, {factor}, model {report.model})", err=True)
+            for note in report.notes:
+                if note not in warned:
+                    click.echo(f"  note: {note}", err=True)
