@@ -245,3 +245,20 @@ def test_an_existing_output_is_kept_without_overwrite(tmp_path, gray_model):
     assert_refused(result.exit_code, result.output, before, [tmp_path], "pass --overwrite")
     assert Path(tmp_path / "o.tif").read_bytes() == b"previous result"
     assert not any(p.name == OUTPUT_MARKER for p in tmp_path.iterdir())
+
+
+def test_two_runs_writing_the_same_output_one_wins_the_other_says_so(tmp_path, gray_model):
+    """Two processes, no --overwrite: whichever finishes second is refused, whatever the timing."""
+    source = _geotiff(tmp_path / "s.tif", 128)
+    target = tmp_path / "out" / "o.tif"
+    command = [sys.executable, "-m", "srrestore", "restore", str(source), str(target), "--model", str(gray_model),
+               "-q", "--tile", "32"]
+    runs = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            for _ in range(2)]
+    results = sorted((run.wait(timeout=300), run.stderr.read().strip()) for run in runs)
+    assert [code for code, _ in results] == [0, 1], results
+    assert results[0][1] == "" and len(results[1][1].splitlines()) == 1
+    assert "exists" in results[1][1] or "created by someone else" in results[1][1]
+    assert [p.name for p in target.parent.iterdir()] == ["o.tif"]
+    with rasterio.open(target) as dataset:
+        assert dataset.shape == (256, 256)
