@@ -121,7 +121,7 @@ def check_reference_grid(scene: RasterMeta, reference: RasterMeta, scale: tuple[
 
 @dataclass(frozen=True)
 class _Raster:
-    """A raster's (central) window, its normalised values and validity."""
+    """A raster's (central) window, its normalised values and its pixels valid in every band."""
 
     values: np.ndarray
     valid: np.ndarray
@@ -136,7 +136,7 @@ def _central(meta: RasterMeta, side: int) -> Region:
 
 
 def _read(reader: GeoTiffReader, window: Region, normalization: Normalization) -> _Raster:
-    return _Raster(normalization.forward(reader.read(window)), reader.read_valid(window), window)
+    return _Raster(normalization.forward(reader.read(window)), reader.read_valid(window).all(axis=0), window)
 
 
 def _scene_images(

@@ -24,7 +24,7 @@ import numpy as np
 from srrestore.pipelines.common import run_engine
 from srrestore.pipelines.options import RestoreOptions
 
-from srrestore.engine.io import ImageSpec, Reader, Writer
+from srrestore.engine.io import ImageSpec, Reader, Writer, as_band_mask
 from srrestore.engine.nodata import invalid_value, keep_off_nodata
 from srrestore.engine.normalize import Normalization
 from srrestore.engine.region import Region
@@ -54,7 +54,7 @@ class NormalisedReader:
     def read(self, region: Region) -> np.ndarray:
         """``(C, *region.size)`` float32 normalised values, NaN where the source is invalid."""
         values = self.normalization.forward(self.source.read(region))
-        values[:, ~np.asarray(self.source.read_valid(region), dtype=bool)] = np.nan
+        values[~as_band_mask(self.source.read_valid(region), values.shape[0], region.size)] = np.nan
         return values
 
     def read_valid(self, region: Region) -> np.ndarray:

@@ -31,7 +31,7 @@ from rasterio.windows import Window
 
 from srrestore.domains.satellite.blocks import BlockAligner
 from srrestore.domains.satellite.meta import RasterMeta
-from srrestore.engine.io import ImageSpec, valid_mask
+from srrestore.engine.io import ImageSpec, band_valid_mask, valid_mask
 from srrestore.engine.region import Region
 from srrestore.errors import ConfigError, InputReadError, OutputWriteError, UnsupportedInputError, error_reason
 from srrestore.models.sr_model import SUPPORTED_DTYPES
@@ -244,8 +244,8 @@ class GeoTiffReader:
         return values
 
     def read_valid(self, region: Region) -> np.ndarray:
-        """``(*region.size)`` mask: no band holds nodata (or NaN), and the mask band is set."""
-        valid = valid_mask(self.read(region), self.meta.nodata)
+        """``(C, *region.size)`` mask: the band's value is not nodata (nor NaN, nor infinite), and the mask band is set."""
+        valid = band_valid_mask(self.read(region), self.meta.nodata)
         if self.meta.has_mask:
             valid &= self.read_mask(region)
         return valid

@@ -17,7 +17,8 @@ import numpy as np
 
 from srrestore.engine.region import Region
 
-__all__ = ["ImageSpec", "Reader", "Writer", "ArrayReader", "ArrayWriter", "valid_mask"]
+__all__ = ["ImageSpec", "Reader", "Writer", "ArrayReader", "ArrayWriter", "as_band_mask", "band_valid_mask",
+           "valid_mask"]
 
 
 @dataclass(frozen=True)
@@ -41,26 +42,36 @@ class ImageSpec:
         return len(self.shape)
 
 
-def valid_mask(array: np.ndarray, nodata: float | None) -> np.ndarray:
-    """Pixels valid in every channel.
+def band_valid_mask(array: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Valid values, band by band.
 
     Args:
         array: ``(C, *spatial)`` values.
         nodata: the nodata value (NaN allowed) or None.
 
     Returns:
-        ``(*spatial)`` bool array, True where no channel equals ``nodata`` and,
-        for float data, every channel is finite: NaN and +/-inf are masks
-        whatever ``nodata`` is, never network inputs. A pixel is invalid if
-        *any* channel is (GDAL's single per-dataset nodata, invariant G5); the
-        output keeps the input's values there (see :func:`srrestore.engine.stages.to_stored`).
+        ``(C, *spatial)`` bool array, True where a value is not ``nodata`` and, for
+        float data, is finite: NaN and +/-inf are masks whatever ``nodata`` is,
+        never network inputs. As GDAL does, each band is masked where it holds
+        the nodata value (invariant G5).
     """
-    valid = np.ones(array.shape[1:], dtype=bool)
+    valid = np.ones(array.shape, dtype=bool)
     if np.issubdtype(array.dtype, np.floating):
-        valid &= np.isfinite(array).all(axis=0)
+        valid &= np.isfinite(array)
     if nodata is not None and not np.isnan(nodata):
-        valid &= ~(array == nodata).any(axis=0)  # float32 data compares at float32, as GDAL does
+        valid &= array != nodata  # float32 data compares at float32, as GDAL does
     return valid
+
+
+def valid_mask(array: np.ndarray, nodata: float | None) -> np.ndarray:
+    """``(*spatial)`` pixels valid in every band (see :func:`band_valid_mask`)."""
+    return band_valid_mask(array, nodata).all(axis=0)
+
+
+def as_band_mask(mask: np.ndarray, channels: int, size: tuple[int, ...]) -> np.ndarray:
+    """A reader's mask of a region of ``size`` as ``(C, *size)``: one ``(*size)`` mask stands for every band."""
+    mask = np.asarray(mask, dtype=bool)
+    return mask if mask.ndim == len(size) + 1 else np.broadcast_to(mask, (channels, *size))
 
 
 @runtime_checkable
@@ -79,7 +90,8 @@ class Reader(Protocol):
         ...
 
     def read_valid(self, region: Region) -> np.ndarray:
-        """Return the ``(*region.size)`` bool mask of valid pixels."""
+        """Return the ``(C, *region.size)`` bool mask of valid values (or one
+        ``(*region.size)`` mask for every band)."""
         ...
 
 
@@ -109,7 +121,7 @@ class ArrayReader:
         return self.array[(slice(None), *region.slices())]
 
     def read_valid(self, region: Region) -> np.ndarray:
-        return valid_mask(self.read(region), self.spec.nodata)
+        return band_valid_mask(self.read(region), self.spec.nodata)
 
 
 class ArrayWriter:

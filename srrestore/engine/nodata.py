@@ -104,23 +104,19 @@ class ValueBounds:
 
 
 def local_bounds(values: np.ndarray, valid: np.ndarray, box: Region, radius: tuple[int, ...]) -> ValueBounds | None:
-    """Limits for the valid pixels of ``box`` near masked pixels (see :class:`ValueBounds`).
+    """Limits for the valid values of ``box`` near masked ones, band by band (see :class:`ValueBounds`).
 
     Args:
         values: ``(C, *context)`` stored input values.
-        valid: ``(*context)`` mask.
+        valid: ``(C, *context)`` mask of valid values.
         box: the pixels that get limits, relative to the context; the context
             must hold ``radius`` more pixels around it wherever the image does.
         radius: neighbourhood half-width per spatial axis (0 on iterated axes).
 
     Returns:
-        ``(C, *box.size)`` limits, or None when no pixel of ``box`` is near a masked one.
+        ``(C, *box.size)`` limits, or None when no value of ``box`` is near a masked one.
     """
     footprint = tuple(2 * r + 1 for r in radius)
-    near = ndimage.maximum_filter(~valid, size=footprint, mode="constant", cval=False)[box.slices()]
-    near &= valid[box.slices()]
-    if not near.any():
-        return None
     if np.issubdtype(values.dtype, np.integer):
         info = np.iinfo(values.dtype)
         lowest, highest = info.min, info.max
@@ -128,12 +124,18 @@ def local_bounds(values: np.ndarray, valid: np.ndarray, box: Region, radius: tup
         lowest, highest = -np.inf, np.inf
     low = np.full((values.shape[0], *box.size), lowest, dtype=values.dtype)
     high = np.full((values.shape[0], *box.size), highest, dtype=values.dtype)
-    for channel, band in enumerate(values):
-        smallest = ndimage.minimum_filter(np.where(valid, band, highest), size=footprint, mode="constant", cval=highest)
-        largest = ndimage.maximum_filter(np.where(valid, band, lowest), size=footprint, mode="constant", cval=lowest)
+    limited = False
+    for channel, (band, good) in enumerate(zip(values, valid)):
+        near = ndimage.maximum_filter(~good, size=footprint, mode="constant", cval=False)[box.slices()]
+        near &= good[box.slices()]
+        if not near.any():
+            continue
+        limited = True
+        smallest = ndimage.minimum_filter(np.where(good, band, highest), size=footprint, mode="constant", cval=highest)
+        largest = ndimage.maximum_filter(np.where(good, band, lowest), size=footprint, mode="constant", cval=lowest)
         low[channel][near] = smallest[box.slices()][near]
         high[channel][near] = largest[box.slices()][near]
-    return ValueBounds(low, high)
+    return ValueBounds(low, high) if limited else None
 
 
 def upsample_values(values: np.ndarray, scale: tuple[int, ...]) -> np.ndarray:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from srrestore.engine.grid import Tile
-from srrestore.engine.io import ImageSpec, valid_mask
+from srrestore.engine.io import ImageSpec, band_valid_mask
 from srrestore.engine.nodata import NEAR_MASK_RADIUS, fill_nodata, local_bounds, nearest_valid
 from srrestore.engine.normalize import Normalization
 from srrestore.engine.padding import edge_pad
@@ -65,18 +65,20 @@ def upscale_whole(
         )
         target = (slice(None), *region.scaled(layout.scale).slices())
         values = array[(slice(None), *region.slices())]
-        valid = valid_mask(values, nodata)
-        held = None if valid.all() else values
+        bands = band_valid_mask(values, nodata)
+        valid = bands.all(axis=0)
+        masks = None if bands.all() else bands
+        held = None if masks is None else values
         radius = tuple(min(NEAR_MASK_RADIUS, halo) for halo in layout.halo)
-        bounds = None if valid.all() else local_bounds(values, valid, Region.from_shape(valid.shape), radius)
+        bounds = None if masks is None else local_bounds(values, bands, Region.from_shape(valid.shape), radius)
         if not valid.any():
-            output[target] = to_stored(TileOutput(Tile(region, region), None, valid, None, held), plan.out_channels,
+            output[target] = to_stored(TileOutput(Tile(region, region), None, bands, None, held), plan.out_channels,
                                        layout, normalization, plan.dtype, nodata)
             continue
         if not valid.all():
             everything = Region.from_shape(valid.shape)
             indices, _, _ = nearest_valid(valid, everything, (True,) * valid.ndim, (True,) * valid.ndim)
-            values = fill_nodata(values, indices)
+            values = np.where(bands, values, fill_nodata(values, indices))
         multiple = layout.multiple
         core = Region(region.start, tuple(
             a + (-(-(b - a) // multiple) * multiple if axis in layout.net_axes else b - a)
@@ -86,6 +88,6 @@ def upscale_whole(
         pixels = edge_pad(normalization.forward(values), region, window)
         sr, _ = runner([torch.from_numpy(np.ascontiguousarray(pixels))], [core.relative_to(window)])
         crop = (slice(None), *region.relative_to(core).scaled(layout.scale).slices())
-        result = TileOutput(Tile(core, region), sr[0].numpy()[crop], None if valid.all() else valid, None, held, bounds)
+        result = TileOutput(Tile(core, region), sr[0].numpy()[crop], masks, None, held, bounds)
         output[target] = to_stored(result, plan.out_channels, layout, normalization, plan.dtype, nodata)
     return output

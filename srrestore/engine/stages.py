@@ -1,6 +1,6 @@
 """The reading and writing ends of a tile: its input window, and its output in stored values.
 
-Reading (reader thread): the mask, then the values, of the tile's window
+Reading (reader thread): the band masks, then the values, of the tile's window
 clipped to the image, with more context where nodata filling needs it; fill,
 normalise to float32, edge-pad where the window reaches past the image (only
 with ``pad_edges``). Writing (writer thread): inverse normalisation, valid pixels next to masked
@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from srrestore.engine.grid import Layout, Tile
-from srrestore.engine.io import Reader
+from srrestore.engine.io import Reader, as_band_mask
 from srrestore.engine.nodata import (NEAR_MASK_RADIUS, ValueBounds, fill_nodata, invalid_value, keep_off_nodata,
-                                     local_bounds, nearest_valid, upsample_mask, upsample_values)
+                                     local_bounds, nearest_valid, upsample_values)
 from srrestore.engine.normalize import Normalization
 from srrestore.engine.padding import edge_pad
 from srrestore.engine.region import Region
@@ -36,7 +36,7 @@ class TileInput:
         tile: the tile.
         pixels: ``(C, *window)`` normalised float32 (pinned on CUDA); None when
             every pixel the tile writes is nodata (the network is skipped).
-        valid: ``(*tile.write.size)`` mask, or None when every pixel is valid.
+        valid: ``(C, *tile.write.size)`` mask of valid values, or None when every value is valid.
         held: ``(C, *tile.write.size)`` stored input values of the written pixels
             when some are invalid (what invalid output pixels keep), else None.
         bounds: limits of the written pixels near masked ones, or None.
@@ -71,17 +71,22 @@ class TileOutput:
 def read_tile(reader: Reader, layout: Layout, tile: Tile, normalization: Normalization, pin: bool) -> TileInput:
     """Read, fill, normalise and pad one tile's window (on the reader thread).
 
-    The context read grows until every nodata pixel of the window finds the
-    nearest valid pixel the whole image would give it.
+    Values that are invalid in some band are replaced, in that band only, by
+    the value of the nearest pixel valid in every band; the context read grows
+    until each such pixel of the window finds the one the whole image would
+    give it.
     """
     window = layout.window(tile.core)
     inside = window.clipped(layout.shape)
     context = inside
     indices = None
+    channels = reader.spec.channels
     while True:
-        valid = np.asarray(reader.read_valid(context), dtype=bool)
-        written = valid[tile.write.relative_to(context).slices()]
-        if not written.any():
+        bands = as_band_mask(reader.read_valid(context), channels, context.size)
+        valid = bands.all(axis=0)
+        box = tile.write.relative_to(context)
+        written = bands[(slice(None), *box.slices())]
+        if not valid[box.slices()].any():
             return TileInput(tile, None, written, _held(reader, tile))
         if valid.all():
             break
@@ -95,13 +100,15 @@ def read_tile(reader: Reader, layout: Layout, tile: Tile, normalization: Normali
                          tuple(b + d for b, d in zip(context.stop, high))).clipped(layout.shape)
     needed = (slice(None), *inside.relative_to(context).slices())
     values = reader.read(context)
-    box = tile.write.relative_to(context)
     held, bounds = None, None
     if not valid.all():
         held = None if written.all() else values[(slice(None), *box.slices())].copy()
         radius = tuple(min(NEAR_MASK_RADIUS, halo) for halo in layout.halo)
-        bounds = local_bounds(values, valid, box, radius)
-    values = values[needed] if indices is None else fill_nodata(values, indices[needed])
+        bounds = local_bounds(values, bands, box, radius)
+    if indices is None:
+        values = values[needed]
+    else:
+        values = np.where(bands[needed], values[needed], fill_nodata(values, indices[needed]))
     pixels = torch.from_numpy(np.ascontiguousarray(edge_pad(normalization.forward(values), inside, window)))
     return TileInput(tile, pixels.pin_memory() if pin else pixels, None if written.all() else written, held, bounds)
 
@@ -140,7 +147,10 @@ def to_stored(
     if output.values is None:
         return held if held is not None else np.full((channels, *size), invalid_value(dtype, nodata), dtype=dtype)
     stored = np.empty(output.values.shape, dtype=dtype)
-    invalid = None if output.valid is None else ~upsample_mask(output.valid, layout.scale)
+    invalid = None
+    if output.valid is not None:
+        valid = output.valid if output.valid.shape[0] == channels else output.valid.all(axis=0, keepdims=True)
+        invalid = ~upsample_values(valid, layout.scale)
     bounds = None
     if output.bounds is not None and output.bounds.low.shape[0] == channels:
         bounds = output.bounds.upsampled(layout.scale)
@@ -153,10 +163,10 @@ def to_stored(
             np.clip(chunk, bounds.low[:, rows_now].astype(dtype), bounds.high[:, rows_now].astype(dtype), out=chunk)
         keep_off_nodata(chunk, part, normalization, nodata)
         if invalid is not None:
-            where = invalid[start : start + rows]
+            where = np.broadcast_to(invalid[:, start : start + rows], chunk.shape)
             if held is None:
-                chunk[:, where] = invalid_value(dtype, nodata)
+                chunk[where] = invalid_value(dtype, nodata)
             else:
-                chunk[:, where] = held[:, start : start + rows][:, where]
+                chunk[where] = held[:, start : start + rows][where]
         stored[:, start : start + rows] = chunk
     return stored

@@ -350,7 +350,8 @@ class TiledUpscaler:
         ]
         misfit = np.abs(residual[(slice(None), *source.slices())])
         if assembly.item.valid is not None:
-            misfit = misfit[:, assembly.item.valid[target.slices()]]
+            valid = assembly.item.valid[(slice(None), *target.slices())]
+            misfit = misfit[valid] if valid.shape == misfit.shape else misfit[:, valid.all(axis=0)]
         if misfit.size:
             assembly.error = max(assembly.error, float(misfit.max()))
         assembly.pending -= 1

@@ -99,3 +99,27 @@ def test_valid_outputs_next_to_masks_stay_in_the_local_valid_range(landscape, ne
     assert (values[near_out] >= np.kron(low, grow)[near_out]).all()
     assert (values[near_out] <= np.kron(high, grow)[near_out]).all()
     assert near_out.any() and (tiled[0][np.kron(masked, grow).astype(bool)] == 0).all()
+
+
+def test_masks_are_per_band(landscape, nets, tiny_rgb):
+    """A value missing in one band masks that band only: the other bands of the pixel are restored."""
+    image = np.concatenate([landscape, landscape[:, ::-1], landscape * 0.5])
+    image[1, 20:30, 40:60] = np.nan
+    image[2, 60:64, 10:12] = -9999.0  # the nodata value, in one band only
+    normalization = Normalization.fixed(0.0, 1000.0, 3)
+    network = nets.NearestUpsampler(channels=3, offset=0.25)  # adds 250 to every network output
+    result = upscale_array(image, network, network.spec, normalization, UpscaleOptions(tile_size=32), -9999.0)
+    grow = np.ones((2, 2), bool)
+    hole = np.kron(np.isnan(image[1]), grow)
+    fill = np.kron(image[2] == -9999.0, grow)
+    assert np.isnan(result[1][hole]).all() and (result[2][fill] == -9999.0).all()  # held, band by band
+    expected = np.kron(image, np.ones((1, 2, 2))) + 250.0
+    for band, masked in ((0, hole | fill), (1, fill), (2, hole)):
+        np.testing.assert_allclose(result[band][masked], expected[band][masked], rtol=1e-6)  # restored
+    # The same with a real network: tiles equal the whole image (1e-4 of the range: other tile
+    # shapes sum in other orders in float32).
+    whole = upscale_whole(image, tiny_rgb, tiny_rgb.spec, normalization, nodata=-9999.0)
+    tiled = upscale_array(image, tiny_rgb, tiny_rgb.spec, normalization, UpscaleOptions(tile_size=24), -9999.0)
+    np.testing.assert_array_equal(np.isnan(tiled), np.isnan(whole))
+    finite = np.isfinite(whole)
+    np.testing.assert_allclose(tiled[finite], whole[finite], atol=1e-4 * 1000)

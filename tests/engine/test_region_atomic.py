@@ -6,7 +6,7 @@ import pytest
 
 from srrestore.engine.atomic import atomic_output
 from srrestore.engine.region import Region
-from srrestore.errors import OutputExistsError, OutputWriteError
+from srrestore.errors import OutputWriteError
 
 
 def test_region_padding_scaling_clipping():
