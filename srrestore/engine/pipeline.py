@@ -64,6 +64,23 @@ class _Channel(Generic[In]):
                 continue
 
 
+def _join(*threads: threading.Thread) -> None:
+    """Wait for every thread, even when a stop signal interrupts the wait; then let the interrupt go on.
+
+    A thread left running could still be writing into an output that the
+    caller is about to remove.
+    """
+    interrupted: KeyboardInterrupt | None = None
+    for thread in threads:
+        while thread.is_alive():
+            try:
+                thread.join()
+            except KeyboardInterrupt as error:
+                interrupted = interrupted or error
+    if interrupted is not None:
+        raise interrupted
+
+
 def run_pipeline(
     produce: Iterable[In],
     compute: Callable[[Iterator[In]], Iterator[Out]],
@@ -132,7 +149,6 @@ def run_pipeline(
         raise
     finally:
         stop.set()
-        reader.join()
-        writer.join()
+        _join(reader, writer)
     if failures:
         raise failures[0]

@@ -70,7 +70,24 @@ def remove_stale(folder: Path) -> list[Path]:
 
 
 def remove_path(path: Path) -> None:
-    """Remove a file, link or folder tree if it exists (errors ignored: best effort cleanup)."""
+    """Remove a file, link or folder tree if it exists (errors ignored: best effort cleanup).
+
+    A stop signal arriving meanwhile (its handler raises ``KeyboardInterrupt``)
+    does not cut the removal short: it is finished first, then the interrupt
+    goes on. The CLI's handler raises only once, so one retry suffices.
+    """
+    interrupted: KeyboardInterrupt | None = None
+    for _ in range(2):
+        try:
+            _remove(path)
+            break
+        except KeyboardInterrupt as error:
+            interrupted = interrupted or error
+    if interrupted is not None:
+        raise interrupted
+
+
+def _remove(path: Path) -> None:
     try:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
