@@ -192,7 +192,7 @@ def _run_with_file_size_limit(limit, *args):
                           preexec_fn=limit_files, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
 
 
-@pytest.mark.parametrize("kind", ["geotiff", "geotiff-deflate", "nifti", "nifti-gz", "dicom"])
+@pytest.mark.parametrize("kind", ["geotiff", "geotiff-deflate", "nifti", "nifti-gz", "dicom", "png"])
 def test_a_full_disk_gives_one_line_and_leaves_nothing(tmp_path, gray_model, kind):
     inputs, outputs = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
@@ -203,6 +203,7 @@ def test_a_full_disk_gives_one_line_and_leaves_nothing(tmp_path, gray_model, kin
         "nifti": (lambda: _nifti(inputs / "v.nii"), "o.nii", ["--scale", "2"]),
         "nifti-gz": (lambda: _nifti(inputs / "v.nii"), "o.nii.gz", ["--scale", "2"]),
         "dicom": (lambda: _dicom(inputs / "series"), "sr", ["--scale", "2"]),
+        "png": (lambda: iio.imwrite(inputs / "a.png", data.camera()[:160, :160]) or inputs / "a.png", "o.png", []),
     }[kind]
     source = source()
     before = _snapshot(tmp_path)
@@ -262,3 +263,22 @@ def test_two_runs_writing_the_same_output_one_wins_the_other_says_so(tmp_path, g
     assert [p.name for p in target.parent.iterdir()] == ["o.tif"]
     with rasterio.open(target) as dataset:
         assert dataset.shape == (256, 256)
+
+
+@pytest.mark.parametrize("arguments", [
+    ["restore", "{source}"],
+    ["restore", "{source}", "{out}", "--scale", "0"],
+    ["restore", "{source}", "{out}", "--precision", "fp64"],
+    ["restore", "{source}", "{out}", "--tile", "4"],
+    ["restore", "{source}", "{out}", "--frobnicate"],
+    ["restore", "{source}", "{out}", "--nodata", "zero"],
+    ["evaluate", "{source}"],
+    ["train", "--out"],
+])
+def test_a_wrong_option_is_one_line_and_exit_2(tmp_path, arguments):
+    source = _geotiff(tmp_path / "s.tif")
+    before = _snapshot(tmp_path)
+    args = [a.format(source=source, out=tmp_path / "o.tif") for a in arguments]
+    process = subprocess.run([sys.executable, "-m", "srrestore", *args], capture_output=True, text=True, timeout=120)
+    assert_refused(process.returncode, process.stderr, before, [tmp_path], " --help')", code=2)
+    assert process.stdout == ""
