@@ -65,12 +65,7 @@ HEADING = re.compile(r"^(\s*)Examples?:\s*$")
 SKIPPED: dict[str, str] = {}
 
 # Substring of an example -> what is wrong with it (strict xfail: fixing it turns the test red until removed).
-BROKEN: dict[str, str] = {
-    "--config configs/builtin-rgb-x4.toml --init srgan-rgb-x4-psnr": (
-        "the built-in srgan-rgb-x4-psnr has blocks_per_group 2 but configs/builtin-rgb-x4.toml (its documented "
-        "recipe) has 1: train refuses 'the initial model's architecture differs from the recipe's "
-        "(blocks_per_group 2 vs 1)'"),
-}
+BROKEN: dict[str, str] = {}
 
 # Parameters whose values are written by the command; every other path-like value is an input.
 OUTPUT_PARAMETERS = {"output_path", "out", "output", "psnr_out", "state_path", "log_path"}
@@ -127,14 +122,7 @@ def test_every_help_has_an_examples_block(name):
     assert examples and all(re.match(r"(srrestore|torchrun) ", e) or e == "srrestore models" for e in examples)
 
 
-LOST_BACKSLASH = pytest.mark.xfail(strict=True, reason=(
-    "srrestore/cli/train.py's docstring is not raw and ends an example line with a single backslash: Python "
-    "joins the two lines, so --help shows one line with a run of spaces instead of a continuation"))
-
-
-@pytest.mark.parametrize("name", [pytest.param(name, id=name or "srrestore",
-                                               marks=[LOST_BACKSLASH] if name == "train" else [])
-                                  for name in COMMANDS])
+@pytest.mark.parametrize("name", [pytest.param(name, id=name or "srrestore") for name in COMMANDS])
 def test_examples_are_one_line_each_or_continued_with_a_backslash(name):
     block = example_block(help_text(name))
     assert block and not any(re.search(r"\S {3,}\S", line) for line in block), block
