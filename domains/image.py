@@ -2,7 +2,8 @@
 
 Plain images are small enough to hold in memory, so reading returns the whole
 array; the engine still processes it in tiles. Arrays are channels-first
-``(C, H, W)`` in the file's dtype (uint8, or uint16 for 16-bit PNG/TIFF).
+``(C, H, W)`` in the file's dtype (uint8, or uint16 for 16-bit PNG/TIFF; 16-bit
+colour PNGs go through pypng, since Pillow reads them as 8 bits).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def read_image(path: Path) -> np.ndarray:
             with tifffile.TiffFile(path) as tiff:
                 series = tiff.series[0]
                 array, channels_last = series.asarray(), series.axes.endswith("S")
+        elif _is_16_bit_colour_png(path):
+            array, channels_last = _read_png_16(path), True
         else:
             array = iio.imread(path)
             channels_last = True
@@ -61,7 +64,40 @@ def write_image(path: Path, array: np.ndarray) -> None:
     pixels = array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
     if suffix in _TIFF:
         tifffile.imwrite(path, pixels, photometric="rgb" if array.shape[0] == 3 else "minisblack")
+    elif suffix == ".png" and array.dtype == np.uint16 and array.shape[0] > 1:
+        _write_png_16(path, array)
     elif suffix in (".jpg", ".jpeg"):
         iio.imwrite(path, pixels, extension=suffix, quality=95)
     else:
         iio.imwrite(path, pixels, extension=suffix)
+
+
+def _is_16_bit_colour_png(path: Path) -> bool:
+    """Whether ``path`` is a PNG of 16-bit colour or grey-with-alpha samples (its IHDR says so).
+
+    Pillow, behind imageio, reads those as 8 bits: they are read with pypng instead.
+    """
+    with open(path, "rb") as handle:
+        header = handle.read(26)
+    if len(header) < 26 or header[:8] != b"\x89PNG\r\n\x1a\n" or header[12:16] != b"IHDR":
+        return False
+    bit_depth, colour_type = header[24], header[25]
+    return bit_depth == 16 and colour_type in (2, 4, 6)  # RGB, grey + alpha, RGBA
+
+
+def _read_png_16(path: Path) -> np.ndarray:
+    """``(H, W, C)`` uint16 samples of a 16-bit PNG."""
+    import png
+
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    return np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, info["planes"])
+
+
+def _write_png_16(path: Path, array: np.ndarray) -> None:
+    """Write ``(C, H, W)`` uint16 values, C = 2 (grey + alpha), 3 (RGB) or 4 (RGBA), as a 16-bit PNG."""
+    import png
+
+    channels, height, width = array.shape
+    writer = png.Writer(width, height, greyscale=channels == 2, alpha=channels in (2, 4), bitdepth=16)
+    with open(path, "wb") as handle:
+        writer.write(handle, np.moveaxis(array, 0, -1).reshape(height, width * channels))
