@@ -10,8 +10,10 @@ valid pixels of a decimated read, recorded in the output's provenance tags.
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
+from typing import ContextManager
 
 import numpy as np
 import rasterio
@@ -79,6 +81,11 @@ def _notes(meta: RasterMeta) -> list[str]:
     return notes
 
 
+def _alpha_source(reader: GeoTiffReader) -> ContextManager[GeoTiffReader | None]:
+    """A second reader of the input for the writer thread, when the raster has an alpha band (G14)."""
+    return GeoTiffReader(reader.path, **reader.reopen_options) if reader.alpha is not None else nullcontext(None)
+
+
 def _undeclared_fill(meta: RasterMeta, sample: RasterSample) -> list[str]:
     """A warning when the raster's edge is one constant value in every band but no nodata is declared.
 
@@ -129,7 +136,8 @@ def restore_geotiff(input_path: Path, output_path: Path, options: RestoreOptions
         meta = replace(meta, tags={**meta.tags, **provenance(model, normalization)})
         size = meta.width * meta.height * meta.count * np.dtype(meta.dtype).itemsize if meta.compression is None else None
         with (atomic_output(output_path, options.overwrite, [input_path], size=size) as temporary,
-              GeoTiffWriter(temporary, meta, cog=options.cog) as writer):
+              _alpha_source(reader) as alpha_source,
+              GeoTiffWriter(temporary, meta, cog=options.cog, alpha_source=alpha_source) as writer):
             engine = run_engine(reader, writer, model, normalization, options)
             if reader.meta.has_mask:
                 with GeoTiffReader(input_path) as mask_source:

@@ -43,6 +43,7 @@ __all__ = [
     "SAMPLE_SIDE",
     "GeoTiffReader",
     "GeoTiffWriter",
+    "alpha_band",
     "RasterSample",
     "creation_options",
     "overview_factors",
@@ -92,7 +93,18 @@ def read_meta(dataset: Any) -> RasterMeta:
         interleave=dataset.interleaving.value.lower() if dataset.interleaving else "pixel",
         has_overviews=bool(dataset.overviews(1)),
         has_mask=MaskFlags.per_dataset in flags and not {MaskFlags.nodata, MaskFlags.alpha} & set(flags),
+        alpha_mask=MaskFlags.alpha in flags,
     )
+
+
+def alpha_band(meta: RasterMeta) -> int | None:
+    """The 0-based index of the raster's alpha band (GDAL's dataset mask, not data), or None.
+
+    An alpha band is never restored: it masks the other bands (alpha 0: invalid)
+    and is nearest-upsampled into the output (invariants G5, G6).
+    """
+    alphas = [band for band, interp in enumerate(meta.colorinterp) if interp == ColorInterp.alpha]
+    return alphas[0] if meta.alpha_mask and len(alphas) == 1 and meta.count > 1 else None
 
 
 @dataclass(frozen=True)
@@ -162,7 +174,9 @@ class GeoTiffReader:
             raise
         if nodata is not None:
             self.meta = replace(self.meta, nodata=self._declared(nodata))
-        self.spec = ImageSpec(self.meta.count, (self.meta.height, self.meta.width), self.meta.dtype, self.meta.nodata)
+        self.alpha = alpha_band(self.meta)
+        self.colour = [band for band in range(self.meta.count) if band != self.alpha]
+        self.spec = ImageSpec(len(self.colour), (self.meta.height, self.meta.width), self.meta.dtype, self.meta.nodata)
         self._cached: tuple[Region, np.ndarray] | None = None
 
     def _declared(self, nodata: float) -> float:
@@ -232,7 +246,18 @@ class GeoTiffReader:
             raise UnsupportedInputError(f"{self.path}: paletted raster (colour table indices); expand it to RGB first")
 
     def read(self, region: Region) -> np.ndarray:
-        """``(C, *region.size)`` stored values of ``region`` (inside the raster), in ``meta.dtype``."""
+        """``(C, *region.size)`` stored values of the data bands (the alpha band left out) of ``region``."""
+        values = self._read_all(region)
+        return values if self.alpha is None else values[self.colour]
+
+    def read_alpha(self, region: Region) -> np.ndarray:
+        """``(*region.size)`` values of the alpha band (the raster must have one)."""
+        if self.alpha is None:
+            raise ValueError(f"{self.path} has no alpha band")
+        return self._read_all(region)[self.alpha]
+
+    def _read_all(self, region: Region) -> np.ndarray:
+        """``(count, *region.size)`` stored values of every band, the last window cached."""
         if self._cached is not None and self._cached[0] == region:
             return self._cached[1]
         try:
@@ -244,10 +269,13 @@ class GeoTiffReader:
         return values
 
     def read_valid(self, region: Region) -> np.ndarray:
-        """``(C, *region.size)`` mask: the band's value is not nodata (nor NaN, nor infinite), and the mask band is set."""
+        """``(C, *region.size)`` mask: the band's value is not nodata (nor NaN, nor infinite), and
+        the mask band (or the alpha band) is set."""
         valid = band_valid_mask(self.read(region), self.meta.nodata)
         if self.meta.has_mask:
             valid &= self.read_mask(region)
+        if self.alpha is not None:
+            valid &= self.read_alpha(region) > 0
         return valid
 
     def read_mask(self, region: Region) -> np.ndarray:
@@ -269,9 +297,13 @@ class GeoTiffReader:
             values = self._dataset.read(out_shape=(self.meta.count, *shape), resampling=Resampling.nearest)
         except self.DAMAGED_FILE_ERRORS as error:
             raise self._damaged(f"a {shape[0]}x{shape[1]} sample", error) from error
+        if self.alpha is not None:
+            values, alpha = values[self.colour], values[self.alpha]
         valid = valid_mask(values, self.meta.nodata)
         if self.meta.has_mask:
             valid &= self._read_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+        if self.alpha is not None:
+            valid &= alpha > 0
         return RasterSample(values, valid)
 
     def close(self) -> None:
@@ -394,6 +426,8 @@ class GeoTiffWriter:
         cog: write a Cloud-Optimised GeoTIFF.
         block_size: tile side of the output, a multiple of 16.
         bigtiff_threshold: uncompressed bytes above which the output is a BigTIFF.
+        alpha_source: for a raster with an alpha band, a reader of the input whose
+            alpha band is nearest-upsampled into the output.
 
     Raises:
         ConfigError: invalid ``block_size``.
@@ -401,9 +435,11 @@ class GeoTiffWriter:
     """
 
     def __init__(self, path: str | PathLike[str], meta: RasterMeta, cog: bool = False,
-                 block_size: int = BLOCK_SIZE, bigtiff_threshold: int = BIGTIFF_THRESHOLD) -> None:
+                 block_size: int = BLOCK_SIZE, bigtiff_threshold: int = BIGTIFF_THRESHOLD,
+                 alpha_source: GeoTiffReader | None = None) -> None:
         self.path = Path(path)
         self.meta = meta
+        self.alpha_source = alpha_source
         self.cog = cog
         self.block_size = block_size
         self.options = creation_options(meta, block_size, bigtiff_threshold, cog)
@@ -457,8 +493,24 @@ class GeoTiffWriter:
             raise OutputWriteError(f"cannot write {self._target}: {write_reason(error, self._target)}") from error
 
     def write(self, region: Region, array: np.ndarray) -> None:
-        """Store ``(C, *region.size)`` output values (any window; written as whole blocks)."""
+        """Store ``(C, *region.size)`` output values (any window; written as whole blocks).
+
+        With an ``alpha_source`` (a reader of its own, G14), ``array`` holds the data
+        bands only; the source's alpha band, nearest-upsampled, is put back in its place.
+        """
+        if self.alpha_source is not None:
+            array = np.insert(array, self.alpha_source.alpha, self._alpha(region), axis=0)
         self._aligner.write(region, array)
+
+    def _alpha(self, region: Region) -> np.ndarray:
+        """``(*region.size)`` nearest-upsampled alpha of an output region (aligned to the scale)."""
+        source = self.alpha_source
+        scale = (self.meta.height // source.meta.height, self.meta.width // source.meta.width)
+        low = Region(tuple(a // f for a, f in zip(region.start, scale)),
+                     tuple(-(-b // f) for b, f in zip(region.stop, scale)))
+        alpha = source.read_alpha(low).repeat(scale[0], axis=0).repeat(scale[1], axis=1)
+        offset = tuple(a - b * f for a, b, f in zip(region.start, low.start, scale))
+        return alpha[offset[0] : offset[0] + region.size[0], offset[1] : offset[1] + region.size[1]]
 
     def write_mask_from(self, source: GeoTiffReader) -> None:
         """Write the source's mask band, nearest-upsampled, as the output's internal mask (G5, G6).

@@ -59,6 +59,7 @@ class RasterMeta:
         has_overviews: the raster has overviews.
         has_mask: the raster has a per-dataset mask band of its own (internal or sidecar;
             not one derived from nodata or an alpha band).
+        alpha_mask: GDAL takes the raster's alpha band as its mask (no nodata overrides it).
     """
 
     width: int
@@ -82,6 +83,7 @@ class RasterMeta:
     interleave: str = "pixel"
     has_overviews: bool = False
     has_mask: bool = False
+    alpha_mask: bool = False
 
     @property
     def has_transform(self) -> bool:

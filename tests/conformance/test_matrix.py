@@ -376,10 +376,6 @@ def test_rotated_transform_scales_its_rotation_terms_and_keeps_the_bounds(folder
     restore_geotiff_case(folders, array, nodata, models[1], transform=ROTATED)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an RGBA GeoTIFF's alpha band (GDAL's dataset mask, MaskFlags.alpha) goes through the network like a colour "
-    "band: the output alpha is no longer the nearest-upsampled input alpha, so the output mask is not the input "
-    "mask upsampled (G5), and colour pixels under alpha 0 are network inputs (G6)"))
 def test_an_alpha_band_is_the_mask_and_is_nearest_upsampled(folders, models):
     source_folder, target_folder = folders
     array = valid_values("uint8", 4, (9, 11))
