@@ -4,9 +4,19 @@ whole-image attention), so the generator's receptive field is finite.
 
 Each block documents ``reach``: how many pixels per side it adds to the
 receptive field. Tensors are ``(B, C, H, W)``.
+
+Reduced precision: under bf16/fp16 autocast the convolutions run in reduced
+precision, but the box sums and means of :func:`local_mean` and the whole of
+:class:`NeighbourhoodAttention` (dot products, softmax, the weighted sum over
+the neighbours) run in float32 (float64 stays float64) and are cast back to
+the input's dtype at the end. bf16 holds integers exactly only up to 256 and
+keeps 8 significant bits, so pixel indices, sums of many terms and softmax
+inputs would be wrong there.
 """
 
 from __future__ import annotations
+
+from typing import ContextManager
 
 import torch
 from torch import nn
@@ -53,20 +63,42 @@ def local_mean(features: torch.Tensor, window: int) -> torch.Tensor:
 
     Equals ``F.avg_pool2d(features, window, 1, window // 2, count_include_pad=False)``
     (up to float rounding) but runs as two depthwise 1-D box sums, several times
-    faster on CPUs. ``(B, C, H, W) -> (B, C, H, W)``.
+    faster on CPUs. The sums and the division run in float32 whatever the input's
+    dtype or the autocast state; the mean is returned in the input's dtype.
+    ``(B, C, H, W) -> (B, C, H, W)``.
     """
     radius = window // 2
     channels, height, width = features.shape[1:]
-    kernel = features.new_ones(channels, 1, window, 1)
-    summed = F.conv2d(F.pad(features, (0, 0, radius, radius)), kernel, groups=channels)
-    summed = F.conv2d(F.pad(summed, (radius, radius, 0, 0)), kernel.transpose(2, 3), groups=channels)
-    return summed / (_window_counts(height, radius, features)[:, None] * _window_counts(width, radius, features))
+    with _full_precision(features):
+        values = _at_least_float32(features)
+        kernel = values.new_ones(channels, 1, window, 1)
+        summed = F.conv2d(F.pad(values, (0, 0, radius, radius)), kernel, groups=channels)
+        summed = F.conv2d(F.pad(summed, (radius, radius, 0, 0)), kernel.transpose(2, 3), groups=channels)
+        counts = _window_counts(height, radius, values.device)[:, None] * _window_counts(width, radius, values.device)
+        return (summed / counts).to(features.dtype)
 
 
-def _window_counts(length: int, radius: int, like: torch.Tensor) -> torch.Tensor:
-    """How many of the ``2 * radius + 1`` window positions around each index lie inside ``[0, length)``."""
-    index = torch.arange(length, device=like.device, dtype=like.dtype)
-    return (index + radius).clamp(max=length - 1) - (index - radius).clamp(min=0) + 1
+def _window_counts(length: int, radius: int, device: torch.device) -> torch.Tensor:
+    """How many of the ``2 * radius + 1`` window positions around each index lie inside ``[0, length)``.
+
+    ``(length,)`` float32, computed on integer indices (exact at any length).
+    """
+    index = torch.arange(length, device=device)
+    return ((index + radius).clamp(max=length - 1) - (index - radius).clamp(min=0) + 1).float()
+
+
+def _full_precision(like: torch.Tensor) -> ContextManager[object]:
+    """Autocast switched off on ``like``'s device: the ops inside run in their inputs' dtype.
+
+    Used with inputs cast by :func:`_at_least_float32`, for the parts of a block reduced
+    precision cannot hold.
+    """
+    return torch.autocast(device_type=like.device.type, enabled=False)
+
+
+def _at_least_float32(values: torch.Tensor) -> torch.Tensor:
+    """``values`` in float32 when stored in fewer bits (bf16, fp16); float32 and float64 as they are."""
+    return values.to(torch.promote_types(values.dtype, torch.float32))
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -114,25 +146,35 @@ class NeighbourhoodAttention(nn.Module):
         return self.window // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, C, H, W)``.
+
+        The projections run in the autocast dtype; the attention between them
+        (dot products, softmax over the ``window**2`` neighbours, the weighted
+        sum of values) runs in float32 and is cast back before the output projection.
+        """
         batch, channels, height, width = x.shape
         head_dim = channels // self.num_heads
         radius = self.window // 2
-        query, key, value = self.qkv(x).chunk(3, dim=1)
-        query = query.reshape(batch, self.num_heads, head_dim, height, width) * head_dim**-0.5
-        # Zero-padded keys/values; each neighbour offset is one shifted view, so
-        # memory stays O(window^2 * heads) maps instead of O(window^2 * channels).
-        key = F.pad(key, (radius,) * 4).reshape(batch, self.num_heads, head_dim, height + 2 * radius, -1)
-        value = F.pad(value, (radius,) * 4).reshape(batch, self.num_heads, head_dim, height + 2 * radius, -1)
-        offsets = [(dy, dx) for dy in range(self.window) for dx in range(self.window)]
-        # (B, heads, window*window, H, W); the head_dim sum runs on flattened maps (faster on CPUs).
-        logits = torch.stack(
-            [(query * key[..., dy : dy + height, dx : dx + width]).flatten(3).sum(dim=2) for dy, dx in offsets], dim=2
-        ).view(batch, self.num_heads, len(offsets), height, width)
-        weights = (logits + self.position_bias.view(1, self.num_heads, -1, 1, 1)).softmax(dim=2)
-        attended = torch.zeros_like(query)
-        for index, (dy, dx) in enumerate(offsets):
-            attended.addcmul_(weights[:, :, index : index + 1], value[..., dy : dy + height, dx : dx + width])
-        return self.proj(attended.reshape(batch, channels, height, width))
+        projected = self.qkv(x)
+        with _full_precision(projected):
+            query, key, value = _at_least_float32(projected).chunk(3, dim=1)
+            query = query.reshape(batch, self.num_heads, head_dim, height, width) * head_dim**-0.5
+            # Zero-padded keys/values; each neighbour offset is one shifted view, so
+            # memory stays O(window^2 * heads) maps instead of O(window^2 * channels).
+            key = F.pad(key, (radius,) * 4).reshape(batch, self.num_heads, head_dim, height + 2 * radius, -1)
+            value = F.pad(value, (radius,) * 4).reshape(batch, self.num_heads, head_dim, height + 2 * radius, -1)
+            offsets = [(dy, dx) for dy in range(self.window) for dx in range(self.window)]
+            # (B, heads, window*window, H, W); the head_dim sum runs on flattened maps (faster on CPUs).
+            logits = torch.stack(
+                [(query * key[..., dy : dy + height, dx : dx + width]).flatten(3).sum(dim=2) for dy, dx in offsets],
+                dim=2,
+            ).view(batch, self.num_heads, len(offsets), height, width)
+            bias = self.position_bias.to(query.dtype).view(1, self.num_heads, -1, 1, 1)
+            weights = (logits + bias).softmax(dim=2)
+            attended = torch.zeros_like(query)
+            for index, (dy, dx) in enumerate(offsets):
+                attended.addcmul_(weights[:, :, index : index + 1], value[..., dy : dy + height, dx : dx + width])
+        return self.proj(attended.reshape(batch, channels, height, width).to(projected.dtype))
 
 
 class ChannelLayerNorm(nn.Module):
