@@ -1,10 +1,13 @@
 """Where the network runs, at which precision, and how much of the device it may use.
 
 Device names: ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``,
-``cuda:i``, ``mps``. Precisions: ``auto`` (bf16 on CUDA where supported, else
-fp16 on CUDA; fp32 elsewhere), ``fp32``, ``bf16``, ``fp16``. Reduced precision
-is autocast around the network only; normalisation and its inverse stay in
-float32 or higher (invariant I6).
+``cuda:i``, ``mps``. Precisions: ``auto`` (on CUDA: bf16 where the device in
+use computes it natively, compute capability 8.0 or above; fp16 on older GPUs,
+where bf16 would only be emulated; fp32 elsewhere), ``fp32``, ``bf16``,
+``fp16``. Reduced precision is autocast around the network only;
+normalisation and its inverse stay in float32 or higher (invariant I6).
+``fp32`` means IEEE float32: on CUDA, TF32 is off for matmuls and cuDNN
+convolutions while the network runs (:func:`strict_fp32`).
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 import weakref
 from pathlib import Path
-from typing import ContextManager
+from typing import ContextManager, Iterator
 
 import torch
 from torch import nn
@@ -24,8 +28,11 @@ from srrestore.errors import ConfigError, check_choice
 __all__ = [
     "resolve_device",
     "resolve_precision",
+    "precision_choice",
+    "native_bf16",
     "precision_name",
     "autocast",
+    "strict_fp32",
     "is_out_of_memory",
     "free_memory",
     "forward_bytes_per_pixel",
@@ -88,22 +95,56 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda", int(index))
 
 
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """Turn a precision option into the autocast dtype (None: plain fp32).
+def native_bf16(device: torch.device) -> bool:
+    """Whether CUDA ``device`` computes bf16 natively: compute capability 8.0 or above (Ampere and later).
+
+    ``torch.cuda.is_bf16_supported()`` would answer for the current device, not
+    ``device``, and by default counts emulated bf16 too (T4, V100: slower than
+    fp16). This is its ``including_emulation=False`` rule, asked of ``device``.
+    ROCm devices all count as native, as torch counts them.
+    """
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def precision_choice(name: str, device: torch.device) -> tuple[torch.dtype | None, str]:
+    """The autocast dtype for a precision option on ``device`` (None: fp32), and one line saying why.
 
     Args:
         name: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
         device: the device the network runs on (``auto`` depends on it).
 
+    Returns:
+        ``(dtype, note)``, e.g. ``(torch.float16, "fp16 (auto: cuda:1, compute capability 7.5,
+        no native bf16)")``.
+
     Raises:
         ConfigError: the name is unknown.
     """
     choice = check_choice("precision", name, ("auto", *PRECISIONS))
+    strict = "; TF32 off" if device.type == "cuda" else ""
     if choice != "auto":
-        return PRECISIONS[choice]
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return None
+        note = f"{choice} (asked for{strict if choice == 'fp32' else ''})"
+        if choice == "bf16" and device.type == "cuda" and not native_bf16(device):
+            note = f"bf16 (asked for; {device} has no native bf16: emulated, slower than fp16)"
+        return PRECISIONS[choice], note
+    if device.type != "cuda":
+        return None, f"fp32 (auto: {device.type}{strict})"
+    capability = "ROCm" if torch.version.hip else "compute capability {}.{}".format(
+        *torch.cuda.get_device_capability(device))
+    if native_bf16(device):
+        return torch.bfloat16, f"bf16 (auto: {device}, {capability}, native bf16)"
+    return torch.float16, f"fp16 (auto: {device}, {capability}, no native bf16)"
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """Turn a precision option into the autocast dtype (None: plain fp32); see :func:`precision_choice`.
+
+    Raises:
+        ConfigError: the name is unknown.
+    """
+    return precision_choice(name, device)[0]
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
@@ -112,10 +153,73 @@ def precision_name(dtype: torch.dtype | None) -> str:
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager[object]:
-    """Autocast context for the network's forward; a no-op for fp32."""
+    """The precision context for the network's forward on ``device``.
+
+    Autocast to ``dtype``; for fp32 (``dtype`` None) no autocast, and on CUDA
+    TF32 off (:func:`strict_fp32`); a no-op for fp32 elsewhere.
+    """
     if dtype is None:
-        return contextlib.nullcontext()
+        return strict_fp32() if device.type == "cuda" else contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class _TF32Switch:
+    """Turns TF32 off for CUDA matmuls and cuDNN convolutions while at least one user is inside.
+
+    The flags are process-wide: the first thread in saves them and turns TF32
+    off, the last one out puts the saved values back, so fp32 runs in several
+    threads (Dask workers) never see TF32 come back under them, and nothing
+    changes for the rest of the process once they are done.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved: tuple[object, object] | None = None
+
+    @staticmethod
+    def _new_api() -> bool:
+        """torch >= 2.9 sets TF32 per backend with ``fp32_precision``; mixing it with ``allow_tf32`` raises."""
+        return hasattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision")
+
+    def _read(self) -> tuple[object, object]:
+        if self._new_api():
+            return torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
+        return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+    def _write(self, matmul: object, convolution: object) -> None:
+        if self._new_api():
+            torch.backends.cuda.matmul.fp32_precision = matmul
+            torch.backends.cudnn.conv.fp32_precision = convolution
+        else:
+            torch.backends.cuda.matmul.allow_tf32 = matmul
+            torch.backends.cudnn.allow_tf32 = convolution
+
+    @contextlib.contextmanager
+    def off(self) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                self._saved = self._read()
+                self._write(*(("ieee", "ieee") if self._new_api() else (False, False)))
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0 and self._saved is not None:
+                    self._write(*self._saved)
+                    self._saved = None
+
+
+_TF32 = _TF32Switch()
+
+
+def strict_fp32() -> ContextManager[None]:
+    """TF32 off for CUDA matmuls and cuDNN convolutions while inside (Ampere+ would otherwise
+    round their inputs to 10-bit mantissas: about 5e-4 relative error). Thread-safe and
+    re-entrant; the previous settings come back when the last user leaves."""
+    return _TF32.off()
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -239,6 +239,7 @@ def upscale_dask(
         halo=last.halo,
         compute_tile_size=min(report.compute_tile_size for report in reports),
         out_of_memory_events=sum(report.out_of_memory_events for report in reports),
+        precision_note=last.precision_note,
     )
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from srrestore.engine import consistency as guard
-from srrestore.engine.devices import resolve_device, resolve_precision
+from srrestore.engine.devices import precision_choice, resolve_device
 from srrestore.engine.grid import Layout, make_layout
 from srrestore.engine.io import ImageSpec
 from srrestore.engine.normalize import Normalization
@@ -77,6 +77,8 @@ class Plan:
         autocast_dtype: reduced precision for the network, or None (fp32).
         consistency: None, ``"area"`` or ``"bicubic"``.
         compile: run the network compiled by ``torch.compile``.
+        precision_note: the precision chosen and why, e.g. ``"bf16 (auto: cuda:0,
+            compute capability 8.0, native bf16)"`` (see :func:`~srrestore.engine.devices.precision_choice`).
     """
 
     layout: Layout
@@ -88,6 +90,7 @@ class Plan:
     autocast_dtype: torch.dtype | None
     consistency: str | None
     compile: bool = False
+    precision_note: str = ""
 
     def runner(self, network: nn.Module) -> NetworkRunner:
         """Move ``network`` to the device and wrap it for this plan."""
@@ -158,6 +161,7 @@ def make_plan(image: ImageSpec, spec: ModelSpec, normalization: Normalization, o
     if options.tile_size is not None and options.tile_size % multiple:
         raise ConfigError(f"tile_size {options.tile_size} must be a multiple of the model's size multiple {multiple}")
     device = resolve_device(options.device)
+    autocast_dtype, precision_note = precision_choice(options.precision, device)
     return Plan(
         layout=layout,
         band_by_band=band_by_band,
@@ -165,7 +169,8 @@ def make_plan(image: ImageSpec, spec: ModelSpec, normalization: Normalization, o
         dtype=dtype,
         nodata=image.nodata,
         device=device,
-        autocast_dtype=resolve_precision(options.precision, device),
+        autocast_dtype=autocast_dtype,
         consistency=method,
         compile=options.compile,
+        precision_note=precision_note,
     )

@@ -66,6 +66,7 @@ class UpscaleReport:
         compute_tile_size: LR side of the windows the network saw at the end
             (below ``tile_size`` after out-of-memory recovery).
         out_of_memory_events: out-of-memory errors recovered from.
+        precision_note: the precision chosen and why (``--precision auto`` chooses per device).
     """
 
     tiles: int
@@ -80,6 +81,7 @@ class UpscaleReport:
     halo: int
     compute_tile_size: int
     out_of_memory_events: int = 0
+    precision_note: str = ""
 
 
 @dataclass
@@ -235,6 +237,7 @@ class TiledUpscaler:
             halo=self.halo,
             compute_tile_size=self.compute_tile,
             out_of_memory_events=self.out_of_memory_events,
+            precision_note=self.plan.precision_note,
         )
 
     # -- computing (caller's thread) -------------------------------------------------

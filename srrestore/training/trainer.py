@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from srrestore import __version__
 from srrestore.engine.atomic import check_output_path
-from srrestore.engine.devices import autocast, precision_name, resolve_device, resolve_precision
+from srrestore.engine.devices import autocast, precision_name, resolve_device, resolve_precision, strict_fp32
 from srrestore.errors import ConfigError
 from srrestore.losses.pixel import PixelLoss
 from srrestore.losses.total import GeneratorLoss
@@ -628,14 +628,19 @@ class Trainer:
                 self.save_state()
         self.distributed.barrier()
 
+    def _step_precision(self) -> contextlib.AbstractContextManager[object]:
+        """Around a whole step, backward included: training in fp32 on CUDA means TF32 off."""
+        return strict_fp32() if self.device.type == "cuda" and self.amp_dtype is None else contextlib.nullcontext()
+
     def _train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
         if self.step >= self.config.pretrain_steps and not self.gan_started:
             self._start_gan_phase()
-        if not self.gan_started:
-            return self._pretrain_step(lr, hr)
-        if self.adversary is None:
-            raise ConfigError("phase 2 needs gan_steps > 0")
-        return self._gan_step(lr, hr, self.adversary)
+        with self._step_precision():
+            if not self.gan_started:
+                return self._pretrain_step(lr, hr)
+            if self.adversary is None:
+                raise ConfigError("phase 2 needs gan_steps > 0")
+            return self._gan_step(lr, hr, self.adversary)
 
     def run(self, stop_after: int | None = None) -> TrainingResult:
         """Train until both phases are done, or for at most ``stop_after`` more steps.
