@@ -48,9 +48,10 @@ __all__ = [
 SCHEDULES = ("cosine", "multistep", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SUPPORTED_FACTORS = (1, 2, 3, 4, 8)
-# Fields a resumed run may change; every other field must equal the stored recipe.
+# Fields a resumed run may change; every other field must equal the stored recipe. The precision
+# may change (weights and Adam states are float32 whatever it is; fp16 loss scaling starts afresh).
 RESUMABLE_FIELDS = ("pretrain_steps", "gan_steps", "log_interval", "val_interval", "checkpoint_interval",
-                    "num_workers", "card")
+                    "num_workers", "card", "precision")
 
 
 def parse_scale(value: Any) -> tuple[int, int]:
@@ -164,8 +165,9 @@ class TrainingConfig:
         ema_decay: exponential moving average of the generator's weights; the
             averaged weights are validated and saved.
         grad_clip: maximum gradient norm per network and step; 0 = no clipping.
-        precision: ``auto`` (bf16, else fp16, on CUDA; fp32 elsewhere), ``fp32``,
-            ``bf16`` or ``fp16``; reduced precision is used on CUDA only.
+        precision: ``auto`` (bf16 on CUDA GPUs with native bf16, fp16 on older
+            ones; fp32 elsewhere), ``fp32``, ``bf16`` or ``fp16``; reduced
+            precision is used on CUDA only. A resumed run may change it.
         channels_last: channels-last memory format on CUDA.
         seed: seeds the weights and the data.
         augment: random flips and transposes of patches.

@@ -169,6 +169,23 @@ def describe_device(device: torch.device) -> str:
     return f"{device.type}: {name} ({torch.get_num_threads()} threads)"
 
 
+def load_scaler_state(scaler: torch.amp.GradScaler, saved: dict[str, Any]) -> bool:
+    """Continue fp16 loss scaling from a saved state when the saved run and this one both scale.
+
+    A GradScaler is enabled only for fp16 on CUDA; a disabled one (CPU, MPS, bf16,
+    fp32) saves ``{}``. A run resumed on another device or at another precision
+    keeps ``scaler`` as built: fresh (scale 65536, halved at each overflow) when it
+    is enabled, unused when it is not.
+
+    Returns:
+        Whether ``saved`` was loaded.
+    """
+    if not (scaler.is_enabled() and saved):
+        return False
+    scaler.load_state_dict(saved)
+    return True
+
+
 class _FeedbackPasses(nn.Module):
     """Wraps a generator so that ``forward`` returns every feedback pass (for DDP)."""
 
@@ -422,11 +439,11 @@ class Trainer:
         if gan_started:
             self.optimizer_g = self._adam(self.generator, self.config.generator_optimizer)
         self.optimizer_g.load_state_dict(state.optimizers["generator"])
-        self.scaler_g.load_state_dict(info["scalers"]["generator"])
+        load_scaler_state(self.scaler_g, info["scalers"]["generator"])
         if self.adversary is not None and "discriminator" in state.modules:
             self.adversary.network.load_state_dict(state.modules["discriminator"])
             self.adversary.optimizer.load_state_dict(state.optimizers["discriminator"])
-            self.adversary.scaler.load_state_dict(info["scalers"]["discriminator"])
+            load_scaler_state(self.adversary.scaler, info["scalers"]["discriminator"])
         restore_rng(state.rng)
         self.step, self.gan_started = step, gan_started
         self.elapsed = float(info["elapsed_seconds"])
