@@ -45,7 +45,7 @@ from srrestore.errors import MissingDependencyError
 from srrestore.metrics import detail_ratio, rgb_to_y
 from srrestore.models.checkpoint import load_generator, save_generator
 from srrestore.models.registry import list_builtin_models
-from srrestore.models.sr_model import SRModel, load_model
+from srrestore.sr_model import SRModel, load_model
 from srrestore.pipelines.evaluate import evaluate_arrays
 from srrestore.pipelines.report import report_figure, save_figure
 from srrestore.training.degradation import downscale, upscale_bicubic

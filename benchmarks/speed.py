@@ -19,7 +19,7 @@ import time
 import torch
 
 from srrestore.engine.compilation import compiled
-from srrestore.models.sr_model import SRModel, load_model
+from srrestore.sr_model import SRModel, load_model
 
 
 def measure(model: SRModel, size: int, threads: int, repeats: int, compile: bool = False) -> float:

@@ -13,7 +13,7 @@ from srrestore.domains.image import IMAGE_SUFFIXES
 from srrestore.engine.io import ArrayReader, Reader, Writer
 from srrestore.engine.normalize import Normalization
 from srrestore.errors import ConfigError, MissingDependencyError, one_line
-from srrestore.models.sr_model import SRModel, load_model
+from srrestore.sr_model import SRModel, load_model
 from srrestore.pipelines.options import RestoreOptions
 
 __all__ = ["OUTPUT_SUFFIXES", "RestoreReport", "check_output_name", "model_for", "run_engine", "provenance"]

@@ -38,7 +38,7 @@ from srrestore.domains.medical.slice_profile import (
 from srrestore.pipelines.medical_init import through_plane_start
 from srrestore.pipelines.medical_pairs import TrainingScan, in_plane_images, read_scan
 
-from srrestore.engine.atomic import check_output_path
+from srrestore.storage.atomic import check_output_path
 from srrestore.errors import ConfigError, check_choice
 from srrestore.models.discriminator import DiscriminatorConfig
 from srrestore.training.finetune import FinetuneOptions, FinetuneReport, finetune

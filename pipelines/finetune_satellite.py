@@ -42,11 +42,11 @@ from rasterio.transform import array_bounds
 
 from srrestore.domains.satellite import GeoTiffReader, RasterMeta
 from srrestore.domains.satellite.meta import scale_transform
-from srrestore.engine.atomic import check_output_path
+from srrestore.storage.atomic import check_output_path
 from srrestore.engine.normalize import Normalization
 from srrestore.engine.region import Region
 from srrestore.errors import ConfigError, UnsupportedInputError
-from srrestore.models.sr_model import SRModel
+from srrestore.sr_model import SRModel
 from srrestore.pipelines.satellite import raster_normalization
 from srrestore.training.degradation import Degradation
 from srrestore.training.finetune import FinetuneOptions, FinetuneReport, PretrainedModel, finetune, load_pretrained

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from srrestore.domains.image import read_image, write_image
-from srrestore.engine.atomic import atomic_output, check_output_path
+from srrestore.storage.atomic import atomic_output, check_output_path
 from srrestore.engine.io import ArrayReader, ArrayWriter
 from srrestore.errors import UnsupportedInputError
 from srrestore.pipelines.common import RestoreReport, check_output_name, model_for, run_engine

@@ -42,14 +42,14 @@ from srrestore.pipelines.medical_planes import average_planes
 from srrestore.pipelines.options import RestoreOptions
 
 from srrestore import __version__
-from srrestore.engine.atomic import atomic_output, check_output_path
-from srrestore.engine.scratch import allocate_array, scratch_folder
+from srrestore.storage.atomic import atomic_output, check_output_path
+from srrestore.storage.scratch import allocate_array, scratch_folder
 from srrestore.engine.io import ArrayReader, Reader, Writer
 from srrestore.engine.normalize import Normalization
 from srrestore.engine.region import Region
 from srrestore.errors import ConfigError
 from srrestore.models.generator import SUPPORTED_FACTORS
-from srrestore.models.sr_model import SRModel, load_model
+from srrestore.sr_model import SRModel, load_model
 
 __all__ = ["restore_dicom", "restore_nifti", "is_dicom", "is_nifti", "SRPass", "plan_passes", "sidecar_path"]
 
@@ -265,7 +265,7 @@ def restore_dicom(input_path: Path, output_path: Path, options: RestoreOptions) 
         InputReadError, UnsupportedInputError: see
             :func:`~srrestore.domains.medical.dicom_series.open_series`; nothing is written.
         ConfigError: options that do not fit the series or the model.
-        OutputExistsError, OutputWriteError: see :func:`~srrestore.engine.atomic.atomic_output`.
+        OutputExistsError, OutputWriteError: see :func:`~srrestore.storage.atomic.atomic_output`.
     """
     options.check_applies("DICOM", ("series_uid", "resample_irregular", "slice_scale", "slice_model"))
     check_output_name(output_path, "dicom")

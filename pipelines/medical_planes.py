@@ -28,8 +28,8 @@ from srrestore.engine.io import ImageSpec, Reader, Writer, as_band_mask
 from srrestore.engine.nodata import invalid_value, keep_off_nodata
 from srrestore.engine.normalize import Normalization
 from srrestore.engine.region import Region
-from srrestore.engine.scratch import allocate_array, scratch_folder
-from srrestore.models.sr_model import SRModel
+from srrestore.storage.scratch import allocate_array, scratch_folder
+from srrestore.sr_model import SRModel
 
 __all__ = ["NormalisedReader", "PlaneSum", "average_planes"]
 

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from srrestore.engine.atomic import atomic_output
+from srrestore.storage.atomic import atomic_output
 from srrestore.engine.io import valid_mask
 from srrestore.errors import ConfigError, UnsupportedInputError
 from srrestore.pipelines.arrays import read_array

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from srrestore.domains.image import IMAGE_SUFFIXES
-from srrestore.engine.atomic import atomic_output
+from srrestore.storage.atomic import atomic_output
 from srrestore.errors import InputReadError, UnsupportedInputError
 from srrestore.pipelines.common import RestoreReport, check_output_name
 from srrestore.pipelines.options import RestoreOptions

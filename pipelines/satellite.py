@@ -21,11 +21,11 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from srrestore.domains.satellite import GeoTiffReader, GeoTiffWriter, RasterMeta, derive_output_meta, read_meta
 from srrestore.domains.satellite.geotiff import GDAL_ERRORS, LOSSLESS, RasterSample
-from srrestore.engine.atomic import atomic_output, check_output_path
+from srrestore.storage.atomic import atomic_output, check_output_path
 from srrestore.engine.normalize import Normalization
 from srrestore.domains.image import read_image
 from srrestore.errors import GeometryWarning, SRRestoreError, SRRestoreWarning
-from srrestore.models.sr_model import SRModel
+from srrestore.sr_model import SRModel
 from srrestore.pipelines.common import RestoreReport, check_output_name, model_for, provenance, run_engine
 from srrestore.pipelines.options import RestoreOptions
 

@@ -34,7 +34,7 @@ from srrestore.domains.medical.intensity import ct_normalization
 from srrestore.domains.satellite import GeoTiffReader
 from srrestore.engine.nodata import fill_nodata, nearest_valid
 from srrestore.engine.region import Region
-from srrestore.models.sr_model import SRModel
+from srrestore.sr_model import SRModel
 from srrestore.training.data import LUMA_WEIGHTS
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

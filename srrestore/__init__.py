@@ -16,13 +16,13 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load_model", "restore", "SRModel"]
 
 if TYPE_CHECKING:
-    from srrestore.models.sr_model import SRModel
+    from srrestore.sr_model import SRModel
 
 
 def __getattr__(name: str) -> Any:
     # Lazy, so `import srrestore` stays cheap and `srrestore.engine` imports no format library.
     if name in ("load_model", "SRModel"):
-        from srrestore.models import sr_model
+        from srrestore import sr_model
 
         return getattr(sr_model, name)
     if name == "restore":

@@ -26,7 +26,7 @@ import numpy as np
 from srrestore.domains.medical.geometry import upscale_affine
 
 from srrestore.engine.region import Region
-from srrestore.engine.scratch import allocate_array, remove_path, temporary_name
+from srrestore.storage.scratch import allocate_array, remove_path, temporary_name
 from srrestore.errors import InputReadError, OutputWriteError, UnsupportedInputError, error_reason
 
 __all__ = ["NIFTI_SUFFIXES", "NiftiVolume", "read_nifti", "derive_header", "NiftiWriter", "has_nifti_suffix"]

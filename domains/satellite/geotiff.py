@@ -34,7 +34,7 @@ from srrestore.domains.satellite.meta import RasterMeta
 from srrestore.engine.io import ImageSpec, band_valid_mask, valid_mask
 from srrestore.engine.region import Region
 from srrestore.errors import ConfigError, InputReadError, OutputWriteError, UnsupportedInputError, error_reason
-from srrestore.models.sr_model import SUPPORTED_DTYPES
+from srrestore.sr_model import SUPPORTED_DTYPES
 
 __all__ = [
     "BIGTIFF_THRESHOLD",
@@ -124,7 +124,7 @@ class GeoTiffReader:
     """Reads windows of a GeoTIFF or COG: the engine's reader.
 
     Every numeric GDAL dtype but complex is read as stored (uint8 ... int64,
-    float32, float64; see :data:`~srrestore.models.sr_model.SUPPORTED_DTYPES`).
+    float32, float64; see :data:`~srrestore.sr_model.SUPPORTED_DTYPES`).
     A damaged file fails with one line naming it: at opening when its header
     or metadata are unreadable, else at the first read reaching a damaged block.
 
@@ -418,7 +418,7 @@ class GeoTiffWriter:
     with average resampling when the source had some (G11); a COG gets them
     from the COG driver. Use it as a context manager: on an exception the
     partial files are removed. For an atomic output, give it the temporary
-    path of :func:`srrestore.engine.atomic.atomic_output`.
+    path of :func:`srrestore.storage.atomic.atomic_output`.
 
     Args:
         path: the output file.

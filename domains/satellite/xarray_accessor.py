@@ -32,7 +32,7 @@ from srrestore.engine import ArrayReader, ArrayWriter, ImageSpec, Normalization,
 from srrestore.engine import upscale_array, valid_mask
 from srrestore.engine.region import Region
 from srrestore.errors import ConfigError, UnsupportedInputError
-from srrestore.models.sr_model import SUPPORTED_DTYPES, SRModel, load_model
+from srrestore.sr_model import SUPPORTED_DTYPES, SRModel, load_model
 
 __all__ = ["SRRestoreAccessor", "overlap_depth"]
 
@@ -138,7 +138,7 @@ class SRRestoreAccessor:
         """Upscale the raster; lazy and chunked when it is dask-backed.
 
         Args:
-            model: a loaded :class:`~srrestore.models.sr_model.SRModel`, a
+            model: a loaded :class:`~srrestore.sr_model.SRModel`, a
                 built-in name or a checkpoint path.
             scale: the factor wanted (None: the model's own); a model of
                 another factor is refused.

@@ -27,7 +27,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from srrestore.engine.atomic import atomic_output
+from srrestore.storage.atomic import atomic_output
 from srrestore.errors import CheckpointError
 from srrestore.models.generator import GeneratorConfig, SRGenerator
 

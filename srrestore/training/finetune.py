@@ -75,7 +75,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from srrestore import __version__
-from srrestore.engine.atomic import check_output_path
+from srrestore.storage.atomic import check_output_path
 from srrestore.engine.devices import resolve_device
 from srrestore.errors import CheckpointError, ConfigError, check_choice
 from srrestore.losses.monai_perceptual import MONAI_NETWORKS, check_perceptual_network

@@ -28,7 +28,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from srrestore.engine.atomic import atomic_output
+from srrestore.storage.atomic import atomic_output
 from srrestore.errors import CheckpointError
 
 __all__ = ["STATE_FORMAT", "TrainingState", "save_state", "load_state", "capture_rng", "restore_rng"]

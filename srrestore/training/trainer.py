@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from srrestore import __version__
-from srrestore.engine.atomic import check_output_path
+from srrestore.storage.atomic import check_output_path
 from srrestore.engine.devices import autocast, precision_name, resolve_device, resolve_precision, strict_fp32
 from srrestore.errors import ConfigError
 from srrestore.losses.pixel import PixelLoss

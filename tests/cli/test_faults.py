@@ -28,7 +28,7 @@ from rasterio.transform import from_origin
 from skimage import data
 
 from srrestore.cli.main import cli
-from srrestore.engine.atomic import OUTPUT_MARKER
+from srrestore.storage.atomic import OUTPUT_MARKER
 from srrestore.models.checkpoint import save_generator
 from srrestore.models.generator import create_generator
 

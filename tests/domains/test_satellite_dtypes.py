@@ -27,7 +27,7 @@ from srrestore.errors import UnsupportedInputError
 from srrestore.models.checkpoint import CheckpointInfo, save_generator
 from srrestore.models.generator import create_generator
 from srrestore.models.spec import ModelSpec
-from srrestore.models.sr_model import SUPPORTED_DTYPES, SRModel
+from srrestore.sr_model import SUPPORTED_DTYPES, SRModel
 
 # dtype -> (lowest value, step): values are lowest + step * (y + x + 3 band), so a 24x24 ramp
 # spans 52 steps. Integer spans stay below 2**23, where the float32 network input is exact.

@@ -18,7 +18,7 @@ from srrestore.domains.satellite import xarray_accessor
 from srrestore.errors import ConfigError, UnsupportedInputError
 from srrestore.models.checkpoint import CheckpointInfo, save_generator
 from srrestore.models.generator import create_generator
-from srrestore.models.sr_model import SRModel, load_model
+from srrestore.sr_model import SRModel, load_model
 from srrestore.models.spec import ModelSpec
 from srrestore.pipelines.options import RestoreOptions
 from srrestore.pipelines.satellite import restore_geotiff

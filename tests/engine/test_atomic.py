@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from srrestore.engine.atomic import OUTPUT_MARKER, atomic_output, check_output_path
-from srrestore.engine.scratch import allocate_array, remove_stale, scratch_folder, temporary_name
+from srrestore.storage.atomic import OUTPUT_MARKER, atomic_output, check_output_path
+from srrestore.storage.scratch import allocate_array, remove_stale, scratch_folder, temporary_name
 from srrestore.errors import OutputExistsError, OutputWriteError
 
 

@@ -10,7 +10,7 @@ from skimage import data
 
 from srrestore.engine import Normalization, UpscaleOptions, upscale_array, upscale_whole, valid_mask
 from srrestore.engine.nodata import NEAR_MASK_RADIUS
-from srrestore.models.sr_model import SRModel
+from srrestore.sr_model import SRModel
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from srrestore.engine.atomic import atomic_output
+from srrestore.storage.atomic import atomic_output
 from srrestore.engine.region import Region
 from srrestore.errors import OutputWriteError
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from srrestore.engine import ArrayReader, ArrayWriter, Normalization, Region, UpscaleOptions, upscale, upscale_array
-from srrestore.engine.atomic import atomic_output
+from srrestore.storage.atomic import atomic_output
 from srrestore.engine.pipeline import run_pipeline
 
 

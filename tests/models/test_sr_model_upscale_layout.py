@@ -9,7 +9,7 @@ import torch
 from srrestore.errors import UnsupportedInputError
 from srrestore.models.checkpoint import CheckpointInfo
 from srrestore.models.generator import create_generator
-from srrestore.models.sr_model import SRModel
+from srrestore.sr_model import SRModel
 
 
 def tiny_model(channels: int) -> SRModel:

@@ -38,7 +38,7 @@ from srrestore.errors import (
 )
 from srrestore.models.checkpoint import read_checkpoint_info, save_generator
 from srrestore.models.generator import create_generator
-from srrestore.models.sr_model import SRModel, load_model
+from srrestore.sr_model import SRModel, load_model
 from srrestore.training.finetune import DEFAULT_LEARNING_RATE, FinetuneOptions
 
 

@@ -15,7 +15,7 @@ from srrestore.domains.satellite import GeoTiffReader
 from srrestore.errors import ConfigError, OutputWriteError, UnsupportedInputError
 from srrestore.models.checkpoint import read_checkpoint_info, save_generator
 from srrestore.models.generator import create_generator
-from srrestore.models.sr_model import SRModel
+from srrestore.sr_model import SRModel
 from srrestore.pipelines import finetune_satellite as pipeline
 from srrestore.pipelines.finetune_satellite import finetune_satellite, sensor_degradation
 from srrestore.pipelines.options import RestoreOptions

@@ -1,6 +1,6 @@
 """Write outputs atomically and exclusively; never replace anything but the output asked for.
 
-An output is written to a hidden temporary sibling (see :mod:`srrestore.engine.scratch`)
+An output is written to a hidden temporary sibling (see :mod:`srrestore.storage.scratch`)
 and moved into place only when it is complete:
 
 - a file output is linked into place with ``os.link``, which fails when the
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from srrestore import __version__
-from srrestore.engine.scratch import remove_path, remove_stale, require_free_space, temporary_name
+from srrestore.storage.scratch import remove_path, remove_stale, require_free_space, temporary_name
 from srrestore.errors import OutputExistsError, OutputWriteError, SRRestoreError, error_reason
 
 __all__ = ["OUTPUT_MARKER", "atomic_output", "check_output_path", "is_srrestore_output", "disk_error"]
