@@ -18,6 +18,7 @@ gives a lazy, chunked result equal to the eager one.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +31,8 @@ from srrestore.domains.satellite.geotiff import SAMPLE_SIDE
 from srrestore.domains.satellite.meta import scale_transform
 from srrestore.engine import ArrayReader, ArrayWriter, ImageSpec, Normalization, TiledUpscaler, UpscaleOptions
 from srrestore.engine import upscale_array, valid_mask
+from srrestore.engine.distributed import current_worker_options
+from srrestore.engine.plan import make_plan
 from srrestore.engine.region import Region
 from srrestore.errors import ConfigError, UnsupportedInputError
 from srrestore.sr_model import SUPPORTED_DTYPES, SRModel, load_model
@@ -51,7 +54,10 @@ def _upscale_block(block: np.ndarray, depth: tuple[int, int], upscaler_args: tup
                    nodata: float | None, block_info: dict[Any, Any] | None = None) -> np.ndarray:
     """Upscale the core of one overlapped ``(C, h, w)`` block; returns ``(C_out, core * scale)``.
 
-    ``depth`` is the ``(y, x)`` overlap borrowed from each neighbouring block.
+    ``depth`` is the ``(y, x)`` overlap borrowed from each neighbouring block. Each
+    block is a run of its own: its device is the worker's, and automatic tile and
+    batch sizes take this thread's share of the device's memory
+    (:func:`~srrestore.engine.distributed.current_worker_options`).
     """
     info = block_info[None]  # type: ignore[index]
     (_, row, col), (_, rows, cols) = info["chunk-location"], info["num-chunks"]
@@ -62,7 +68,10 @@ def _upscale_block(block: np.ndarray, depth: tuple[int, int], upscaler_args: tup
     )
     reader = ArrayReader(block, nodata)
     network, spec, normalization, options = upscaler_args
-    upscaler = TiledUpscaler(network, spec, normalization, reader.spec, options)
+    import dask
+
+    local_threads = dask.config.get("num_workers", None) or os.cpu_count() or 1
+    upscaler = TiledUpscaler(network, spec, normalization, reader.spec, current_worker_options(options, local_threads))
     writer = ArrayWriter(upscaler.plan.out_channels, upscaler.plan.layout.output_shape, block.dtype)
     upscaler.run(reader, writer, core)
     return writer.array[(slice(None), *core.scaled(upscaler.plan.layout.scale).slices())]
@@ -87,14 +96,15 @@ def _upscale_lazy(data: Any, model: SRModel, normalization: Normalization, optio
     from dask.array.overlap import overlap
 
     image = ImageSpec(data.shape[0], tuple(data.shape[1:]), data.dtype.name, nodata)
-    sizing = TiledUpscaler(model.network, model.spec, normalization, image, options)
-    options = replace(options, tile_size=sizing.tile_size, batch_size=sizing.batch_size, progress=False)
-    depth = overlap_depth(sizing.halo)
+    # Checked here for early errors; the device and automatic sizes are the workers' (see _upscale_block).
+    plan = make_plan(image, model.spec, normalization, replace(options, device="cpu"))
+    options = replace(options, progress=False)
+    depth = overlap_depth(max(plan.layout.halo))
     (chunks_y, depth_y), (chunks_x, depth_x) = (_axis_chunks(data.chunks[axis], depth) for axis in (1, 2))
     data = data.rechunk((data.shape[0], chunks_y, chunks_x))
     padded = overlap(data, depth={0: 0, 1: depth_y, 2: depth_x}, boundary="none")
-    sy, sx = sizing.plan.layout.scale
-    chunks = ((sizing.plan.out_channels,), tuple(c * sy for c in data.chunks[1]), tuple(c * sx for c in data.chunks[2]))
+    sy, sx = plan.layout.scale
+    chunks = ((plan.out_channels,), tuple(c * sy for c in data.chunks[1]), tuple(c * sx for c in data.chunks[2]))
     return padded.map_blocks(
         _upscale_block, (depth_y, depth_x), (model.network, model.spec, normalization, options), nodata,
         chunks=chunks, dtype=data.dtype, meta=np.empty((0, 0, 0), dtype=data.dtype),

@@ -34,6 +34,7 @@ __all__ = [
     "autocast",
     "strict_fp32",
     "is_out_of_memory",
+    "release_cached_memory",
     "free_memory",
     "forward_bytes_per_pixel",
     "auto_tile_and_batch",
@@ -57,6 +58,9 @@ OUTPUT_FACTOR = 16.0  # times the network's output
 # Probe results per network object and probe setting: the probe costs a forward pass, which
 # dominates small images, and activation sizes depend on the architecture only, not the weights.
 _PROBED: weakref.WeakKeyDictionary[nn.Module, dict[tuple[object, ...], float]] = weakref.WeakKeyDictionary()
+# One probe at a time: a CUDA probe reads the device's peak-allocation counter, which concurrent
+# forwards (other threads of a Dask worker) would raise, and each network is probed only once.
+_PROBE_LOCK = threading.Lock()
 
 
 def _mps_available() -> bool:
@@ -231,6 +235,14 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and ("out of memory" in message or "can't allocate memory" in message)
 
 
+def release_cached_memory(device: torch.device) -> None:
+    """Give the allocator's cached, unused blocks back after an out-of-memory error (CUDA, MPS)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and hasattr(torch, "mps"):
+        torch.mps.empty_cache()
+
+
 def _host_available_bytes() -> int:
     """Available host memory, honouring a cgroup (container) limit."""
     available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -280,13 +292,14 @@ def forward_bytes_per_pixel(
 
     Returns:
         Bytes per input pixel (per sample of a batch); measured once per network
-        object and setting, then remembered.
+        object and setting, then remembered. Probes run one at a time.
     """
     key = (channels, ndim, str(device), dtype, probe)
-    known = _PROBED.setdefault(network, {})
-    if key not in known:
-        known[key] = _probe_bytes_per_pixel(network, channels, ndim, device, dtype, probe)
-    return known[key]
+    with _PROBE_LOCK:
+        known = _PROBED.setdefault(network, {})
+        if key not in known:
+            known[key] = _probe_bytes_per_pixel(network, channels, ndim, device, dtype, probe)
+        return known[key]
 
 
 def _probe_bytes_per_pixel(

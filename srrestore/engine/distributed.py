@@ -17,11 +17,26 @@ On a real cluster::
 Readers are built on the workers from ``reader_factory`` (one per task, never
 shared between threads); the factory, the network factory and the options
 must pickle when workers are separate processes.
+
+Devices and memory on the workers (:func:`worker_options`):
+
+- ``cuda:N`` runs on GPU ``N`` in every worker.
+- ``cuda`` (and ``auto`` where CUDA is available) runs on the worker's own
+  GPU: ``cuda:N`` when the worker is named ``cuda:N`` (``dask worker ADDRESS
+  --name cuda:1``; a ``-k`` suffix, as ``--nworkers`` adds, is allowed), else
+  torch's current device, GPU 0 of those the worker sees. Give each worker its
+  own GPU by name, or by ``CUDA_VISIBLE_DEVICES`` as dask-cuda's
+  ``LocalCUDACluster`` does; without either, every worker of a multi-GPU node
+  runs on GPU 0.
+- The worker's threads share its device: automatic tile and batch sizes take
+  ``1/threads`` of the memory budget each (``UpscaleOptions.concurrent_runs``);
+  every block is its own run, with its own out-of-memory recovery.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import uuid
@@ -30,6 +45,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
+import torch
 from torch import nn
 
 from srrestore.engine.grid import split
@@ -45,7 +61,7 @@ from srrestore.models.spec import ModelSpec
 if TYPE_CHECKING:
     from distributed import Client, Future
 
-__all__ = ["upscale_dask", "map_files"]
+__all__ = ["upscale_dask", "map_files", "worker_options", "current_worker_options"]
 
 NetworkSource = Callable[[], nn.Module] | str | os.PathLike
 Job = TypeVar("Job")
@@ -57,6 +73,46 @@ CACHE_SIZE = 2  # networks / upscalers kept per worker process
 _lock = threading.Lock()
 _networks: "OrderedDict[str, nn.Module]" = OrderedDict()
 _upscalers: "OrderedDict[str, TiledUpscaler]" = OrderedDict()
+
+
+_WORKER_GPU = re.compile(r"cuda:(\d+)(-\d+)?")
+
+
+def worker_options(options: UpscaleOptions, worker_name: str | None = None, threads: int = 1) -> UpscaleOptions:
+    """``options`` as one thread of a Dask worker runs them: its device pinned, its share of the memory.
+
+    Args:
+        options: the options the client was given.
+        worker_name: the worker's name (None: not a Dask worker).
+        threads: the worker's threads, all running blocks on the same device.
+
+    Returns:
+        ``options`` with ``device`` ``cuda:N`` for a worker named ``cuda:N`` (when
+        the device is ``cuda``, or ``auto`` with CUDA available) and
+        ``concurrent_runs`` multiplied by ``threads``.
+    """
+    device = options.device.strip().lower()
+    pinned = _WORKER_GPU.fullmatch(str(worker_name)) if worker_name is not None else None
+    if pinned and (device == "cuda" or (device == "auto" and torch.cuda.is_available())):
+        device = f"cuda:{pinned.group(1)}"
+    return replace(options, device=device, concurrent_runs=options.concurrent_runs * max(1, threads))
+
+
+def current_worker_options(options: UpscaleOptions, local_threads: int = 1) -> UpscaleOptions:
+    """:func:`worker_options` for the thread running this task.
+
+    Args:
+        options: the options the client was given.
+        local_threads: threads sharing the device when this is not a Dask
+            ``distributed`` worker (dask's local threaded scheduler).
+    """
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # not inside a distributed worker
+        return worker_options(options, None, local_threads)
+    return worker_options(options, str(worker.name), worker.state.nthreads)
 
 
 def _cached(cache: "OrderedDict[str, Any]", key: str, build: Callable[[], Any]) -> Any:
@@ -109,13 +165,19 @@ def _compute_block(
     options: UpscaleOptions,
     block: Region,
 ) -> _BlockResult:
-    """Worker task: upscale one block of the image with the process's cached network."""
+    """Worker task: upscale one block of the image with the process's cached network.
+
+    The worker's threads share one upscaler per run; each block is a run of its own
+    (:class:`~srrestore.engine.tiler.TiledUpscaler` keeps per-run sizes and recovery).
+    """
+    local = current_worker_options(options)
     reader = reader_factory()
     try:
-        with _lock:
-            network = _cached(_networks, token, lambda: _build_network(source))
+        with _lock:  # keyed by device too: in-process workers share these caches
+            network = _cached(_networks, f"{token} {local.device}", lambda: _build_network(source))
             upscaler = _cached(
-                _upscalers, run, lambda: TiledUpscaler(network, spec, normalization, reader.spec, options)
+                _upscalers, f"{run} {local.device}",
+                lambda: TiledUpscaler(network, spec, normalization, reader.spec, local),
             )
         target = block.scaled(upscaler.plan.layout.scale)
         writer = _BlockWriter(target, upscaler.plan.out_channels, upscaler.plan.dtype)
@@ -192,7 +254,7 @@ def upscale_dask(
         network: a callable building the network, or a checkpoint path
             (:func:`srrestore.models.checkpoint.load_generator`); built once per worker process.
         spec, normalization, options: as for :func:`srrestore.engine.upscale`
-            (``options.device`` is resolved on each worker).
+            (``options.device`` is resolved on each worker: see the module's notes).
         block_size: LR pixels per block side along the network's axes.
         max_in_flight: blocks submitted but not yet written (default: twice the cluster's threads).
 

@@ -49,6 +49,9 @@ class UpscaleOptions:
         compile: run the network compiled by ``torch.compile`` (see
             :mod:`srrestore.engine.compilation`): faster on large images after a
             one-off compilation; outputs agree with eager ones to float rounding.
+        concurrent_runs: runs sharing the device at once (the threads of a Dask
+            worker): automatic tile and batch sizes take ``1/concurrent_runs`` of
+            the memory budget each.
     """
 
     tile_size: int | None = None
@@ -61,6 +64,7 @@ class UpscaleOptions:
     halo: int | None = None
     pad_edges: bool = False
     compile: bool = False
+    concurrent_runs: int = 1
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,7 @@ def make_plan(image: ImageSpec, spec: ModelSpec, normalization: Normalization, o
     band_by_band = _check_channels(image.channels, spec, normalization)
     _check_positive("tile_size", options.tile_size)
     _check_positive("batch_size", options.batch_size)
+    _check_positive("concurrent_runs", options.concurrent_runs)
     method = None if options.consistency is None else check_choice("consistency", options.consistency, guard.METHODS)
     required = spec.receptive_field + guard.extra_halo(method)
     halo = required if options.halo is None else options.halo

@@ -8,11 +8,17 @@ the tile size. Tiles are read, computed and
 written in row-major order by three threads with bounded queues: memory stays
 flat in the image's size. On an out-of-memory error the batch is halved, then
 the tile the network sees, and the run goes on.
+
+One :class:`TiledUpscaler` may run regions from several threads at once (a
+Dask worker's threads share one): each run keeps its own batch and window
+sizes and counts its own out-of-memory errors; what a run learns (smaller
+sizes) is kept, under a lock, as the start of later runs.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -28,6 +34,7 @@ from srrestore.engine.devices import (
     free_memory,
     is_out_of_memory,
     precision_name,
+    release_cached_memory,
 )
 from srrestore.engine.grid import count_tiles, split
 from srrestore.engine.io import ArrayReader, ArrayWriter, ImageSpec, Reader, Writer
@@ -65,7 +72,7 @@ class UpscaleReport:
         halo: LR pixels read around each tile per side.
         compute_tile_size: LR side of the windows the network saw at the end
             (below ``tile_size`` after out-of-memory recovery).
-        out_of_memory_events: out-of-memory errors recovered from.
+        out_of_memory_events: out-of-memory errors this run recovered from.
         precision_note: the precision chosen and why (``--precision auto`` chooses per device).
     """
 
@@ -119,6 +126,21 @@ class _Window:
 
 
 @dataclass
+class _Sizes:
+    """Sizes one run uses, halved on out-of-memory errors.
+
+    Attributes:
+        batch_size: windows per forward.
+        compute_tile: LR side of the windows the network sees.
+        out_of_memory_events: out-of-memory errors this run recovered from.
+    """
+
+    batch_size: int
+    compute_tile: int
+    out_of_memory_events: int = 0
+
+
+@dataclass
 class _Totals:
     """Counters the writer thread keeps."""
 
@@ -144,6 +166,11 @@ class TiledUpscaler:
 
     Raises:
         ConfigError, UnsupportedInputError: see :func:`srrestore.engine.plan.make_plan`.
+
+    Attributes:
+        tile_size: LR pixels per tile side read and written.
+        batch_size, compute_tile: the batch and window side the next run starts
+            from; out-of-memory recovery in any run lowers them (never raises them).
     """
 
     def __init__(
@@ -166,10 +193,13 @@ class TiledUpscaler:
         else:
             self.tile_size, self.batch_size = self.options.tile_size, self.options.batch_size
         self.compute_tile = self.tile_size
-        self.out_of_memory_events = 0
+        self._sizes_lock = threading.Lock()
 
     def _auto_sizes(self) -> tuple[int, int]:
-        """Tile and batch sized from free memory (see :func:`auto_tile_and_batch`)."""
+        """Tile and batch sized from this run's share of free memory (see :func:`auto_tile_and_batch`).
+
+        The share is :func:`free_memory` divided by ``options.concurrent_runs``.
+        """
         plan, layout = self.plan, self.plan.layout
         net_ndim = len(layout.net_axes)
         probe = -(-(2 * self.halo + 32) // layout.multiple) * layout.multiple
@@ -181,8 +211,9 @@ class TiledUpscaler:
             per_pixel *= self.image.channels
         if plan.device.type == "cpu":  # finished output tiles share the host's memory
             per_pixel += plan.out_channels * math.prod(layout.scale) * 4 * (OUTPUT_QUEUE + 2)
+        budget = free_memory(plan.device) // self.options.concurrent_runs
         return auto_tile_and_batch(
-            per_pixel, free_memory(plan.device), self.halo, layout.net_extent, layout.multiple, plan.device,
+            per_pixel, budget, self.halo, layout.net_extent, layout.multiple, plan.device,
             self.options.tile_size, self.options.batch_size,
         )
 
@@ -203,6 +234,8 @@ class TiledUpscaler:
         tiles = split(bounds, layout.shape, core, shift=layout.multiple == 1)
         total = count_tiles(bounds, core)
         pin = self.plan.device.type == "cuda"
+        with self._sizes_lock:
+            sizes = _Sizes(self.batch_size, self.compute_tile)
         totals = _Totals()
         start = time.perf_counter()
         with Progress(total, self.options.progress) as progress:
@@ -220,9 +253,9 @@ class TiledUpscaler:
 
             run_pipeline(
                 (read_tile(reader, layout, tile, self.normalization, pin) for tile in tiles),
-                self._compute,
+                lambda items: self._compute(items, sizes),
                 consume,
-                depth=2 * self.batch_size + 1,
+                depth=2 * sizes.batch_size + 1,
             )
         return UpscaleReport(
             tiles=total,
@@ -231,32 +264,32 @@ class TiledUpscaler:
             output_megapixels=totals.pixels / 1e6,
             consistency_error=totals.error,
             tile_size=self.tile_size,
-            batch_size=self.batch_size,
+            batch_size=sizes.batch_size,
             device=str(self.plan.device),
             precision=precision_name(self.plan.autocast_dtype),
             halo=self.halo,
-            compute_tile_size=self.compute_tile,
-            out_of_memory_events=self.out_of_memory_events,
+            compute_tile_size=sizes.compute_tile,
+            out_of_memory_events=sizes.out_of_memory_events,
             precision_note=self.plan.precision_note,
         )
 
     # -- computing (caller's thread) -------------------------------------------------
 
-    def _compute(self, items: Iterator[TileInput]) -> Iterator[TileOutput]:
+    def _compute(self, items: Iterator[TileInput], sizes: _Sizes) -> Iterator[TileOutput]:
         """Batch windows of consecutive tiles through the network; yield tiles in order."""
         waiting: deque[_Assembly] = deque()
         pending: list[_Window] = []
         for item in items:
             assembly = self._assemble(item)
             waiting.append(assembly)
-            pending.extend(self._windows(assembly))
-            while batch := self._next_batch(pending, final=False):
+            pending.extend(self._windows(assembly, sizes.compute_tile))
+            while batch := self._next_batch(pending, sizes.batch_size, final=False):
                 pending = pending[len(batch) :]
-                self._run(batch)
+                self._run(batch, sizes)
             yield from self._finished(waiting)
-        while batch := self._next_batch(pending, final=True):
+        while batch := self._next_batch(pending, sizes.batch_size, final=True):
             pending = pending[len(batch) :]
-            self._run(batch)
+            self._run(batch, sizes)
         yield from self._finished(waiting)
 
     def _assemble(self, item: TileInput) -> _Assembly:
@@ -265,13 +298,12 @@ class TiledUpscaler:
         size = item.tile.write.scaled(self.plan.layout.scale).size
         return _Assembly(item, np.empty((self.plan.out_channels, *size), dtype=np.float32))
 
-    def _windows(self, assembly: _Assembly) -> list[_Window]:
-        """Split a tile into windows of the current compute tile size."""
+    def _windows(self, assembly: _Assembly, side: int) -> list[_Window]:
+        """Split a tile into windows of side ``side`` (the run's compute tile)."""
         if assembly.values is None:
             return []
         tile = assembly.item.tile
-        return self._split(assembly, Region.from_shape(tile.core.size), tile.write.relative_to(tile.core),
-                           self.compute_tile)
+        return self._split(assembly, Region.from_shape(tile.core.size), tile.write.relative_to(tile.core), side)
 
     def _split(self, assembly: _Assembly, within: Region, write: Region, side: int) -> list[_Window]:
         """Windows of side ``side`` covering ``write``, cores inside ``within`` (tile-core frame)."""
@@ -289,7 +321,8 @@ class TiledUpscaler:
         assembly.pending += len(windows)
         return windows
 
-    def _next_batch(self, pending: list[_Window], final: bool) -> list[_Window]:
+    @staticmethod
+    def _next_batch(pending: list[_Window], batch_size: int, final: bool) -> list[_Window]:
         """The next batch to run: up to ``batch_size`` leading windows of one shape.
 
         Empty while the batch could still grow (unless ``final``). Windows
@@ -299,12 +332,12 @@ class TiledUpscaler:
             return []
         shape = pending[0].box.size
         count = 1
-        while count < min(self.batch_size, len(pending)) and pending[count].box.size == shape:
+        while count < min(batch_size, len(pending)) and pending[count].box.size == shape:
             count += 1
-        ready = final or count == self.batch_size or count < len(pending)
+        ready = final or count == batch_size or count < len(pending)
         return pending[:count] if ready else []
 
-    def _run(self, windows: list[_Window]) -> None:
+    def _run(self, windows: list[_Window], sizes: _Sizes) -> None:
         """Run windows through the network, recovering from out-of-memory errors."""
         try:
             sr, error = self.runner([window.pixels for window in windows], [window.core_in_box for window in windows])
@@ -317,15 +350,15 @@ class TiledUpscaler:
             for window, values, residual in zip(windows, sr, error):
                 self._deliver(window, values.numpy(), residual.numpy())
             return
-        self._recover(out_of_memory, windows)
+        self._recover(out_of_memory, windows, sizes)
 
-    def _recover(self, failure: BaseException, windows: list[_Window]) -> None:
-        """Halve the batch; at one window, halve the window and split it."""
-        self.out_of_memory_events += 1
-        if self.plan.device.type == "cuda":
-            torch.cuda.empty_cache()
+    def _recover(self, failure: BaseException, windows: list[_Window], sizes: _Sizes) -> None:
+        """Halve this run's batch; at one window, halve the window and split it. Later runs
+        start from the sizes that worked."""
+        sizes.out_of_memory_events += 1
+        release_cached_memory(self.plan.device)
         if len(windows) > 1:
-            self.batch_size = max(1, len(windows) // 2)
+            sizes.batch_size = max(1, len(windows) // 2)
             parts = windows
         else:
             (window,) = windows
@@ -334,12 +367,15 @@ class TiledUpscaler:
             smaller = current // 2 // layout.multiple * layout.multiple
             if smaller < max(MIN_COMPUTE_TILE, layout.multiple):
                 raise failure
-            self.compute_tile = min(self.compute_tile, smaller)
+            sizes.compute_tile = min(sizes.compute_tile, smaller)
             window.assembly.pending -= 1
             parts = self._split(window.assembly, window.core, window.write, smaller)
-        while batch := self._next_batch(parts, final=True):  # the batch size may shrink again on the way
+        with self._sizes_lock:
+            self.batch_size = min(self.batch_size, sizes.batch_size)
+            self.compute_tile = min(self.compute_tile, sizes.compute_tile)
+        while batch := self._next_batch(parts, sizes.batch_size, final=True):  # it may shrink again on the way
             parts = parts[len(batch) :]
-            self._run(batch)
+            self._run(batch, sizes)
 
     def _deliver(self, window: _Window, values: np.ndarray, residual: np.ndarray) -> None:
         """Copy a window's output into its tile and track the consistency residual."""
