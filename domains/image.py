@@ -14,10 +14,15 @@ import numpy as np
 
 from srrestore.errors import InputReadError, UnsupportedInputError
 
-__all__ = ["IMAGE_SUFFIXES", "read_image", "write_image"]
+__all__ = ["IMAGE_SUFFIXES", "read_image", "sniff_image", "write_image"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _TIFF = (".tif", ".tiff")
+
+
+def sniff_image(path: Path) -> bool:
+    """A file whose suffix names a plain image format (PNG, JPEG, BMP, TIFF)."""
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def read_image(path: Path) -> np.ndarray:

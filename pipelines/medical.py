@@ -36,7 +36,7 @@ from srrestore.domains.medical.dicom_series import open_series
 from srrestore.domains.medical.dicom_writer import DicomSeriesWriter, derive_series, factor_label, is_srrestore_series
 from srrestore.domains.medical.geometry import coarse_axis
 from srrestore.domains.medical.intensity import looks_like_ct, normalization_for
-from srrestore.domains.medical.nifti import NiftiWriter, derive_header, has_nifti_suffix, read_nifti
+from srrestore.domains.medical.nifti import NiftiWriter, derive_header, read_nifti
 from srrestore.pipelines.common import RestoreReport, check_output_name, run_engine
 from srrestore.pipelines.medical_planes import average_planes
 from srrestore.pipelines.options import RestoreOptions
@@ -51,21 +51,7 @@ from srrestore.errors import ConfigError
 from srrestore.models.generator import SUPPORTED_FACTORS
 from srrestore.sr_model import SRModel, load_model
 
-__all__ = ["restore_dicom", "restore_nifti", "is_dicom", "is_nifti", "SRPass", "plan_passes", "sidecar_path"]
-
-
-def is_dicom(path: Path) -> bool:
-    """A DICOM file (``DICM`` preamble), or a folder holding at least one."""
-    from pydicom.misc import is_dicom as has_preamble
-
-    if path.is_dir():
-        return any(p.is_file() and has_preamble(p) for p in path.iterdir())
-    return path.is_file() and has_preamble(path)
-
-
-def is_nifti(path: Path) -> bool:
-    """A ``.nii`` or ``.nii.gz`` file."""
-    return path.is_file() and has_nifti_suffix(path)
+__all__ = ["restore_dicom", "restore_nifti", "SRPass", "plan_passes", "sidecar_path"]
 
 
 @dataclass(frozen=True)

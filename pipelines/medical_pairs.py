@@ -33,7 +33,8 @@ from srrestore.domains.medical.geometry import coarse_axis
 from srrestore.domains.medical.intensity import looks_like_ct, normalization_for
 from srrestore.domains.medical.nifti import read_nifti
 from srrestore.domains.medical.slice_profile import SliceProfile, slice_factor
-from srrestore.pipelines.medical import is_dicom, is_nifti
+from srrestore.domains.medical.dicom_series import sniff_dicom
+from srrestore.domains.medical.nifti import sniff_nifti
 
 from srrestore.engine.io import valid_mask
 from srrestore.engine.nodata import fill_nodata, nearest_valid
@@ -122,14 +123,14 @@ def read_scan(path: Path) -> TrainingScan:
     path = Path(path)
     if not path.exists():
         raise InputReadError(f"input not found: {path}")
-    if is_nifti(path):
+    if sniff_nifti(path):
         volume = read_nifti(path)
         spacings = volume.zooms
         axis = _through_axis(spacings, volume.slice_dim if volume.slice_dim is not None else 2)
         is_ct = looks_like_ct(volume.stored, volume.slope, volume.intercept)
         normalization = normalization_for(volume.stored, is_ct, volume.slope, volume.intercept)
         return TrainingScan(path, "nifti", volume.stored, spacings, None, axis, normalization)
-    if is_dicom(path):
+    if sniff_dicom(path):
         series = open_series(path)
         stored = series.read_volume()[None]
         spacings = (series.slice_spacing, *series.pixel_spacing)

@@ -13,7 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+from srrestore.domains import sniff
 from srrestore.domains.image import IMAGE_SUFFIXES
+from srrestore.domains.medical.dicom_series import sniff_dicom
 from srrestore.storage.atomic import atomic_output
 from srrestore.errors import InputReadError, UnsupportedInputError
 from srrestore.pipelines.common import RestoreReport, check_output_name
@@ -25,28 +27,21 @@ Pipeline = Callable[[Path, Path, RestoreOptions], RestoreReport]
 
 
 def detect_format(path: Path) -> str:
-    """``"dicom"``, ``"nifti"``, ``"geotiff"`` or ``"image"`` for an input path.
+    """``"dicom"``, ``"nifti"``, ``"geotiff"`` or ``"image"`` for an input path (see :func:`srrestore.domains.sniff`).
 
     Raises:
         InputReadError: the path does not exist.
         UnsupportedInputError: nothing srrestore can read.
     """
-    from srrestore.pipelines.medical import is_dicom, is_nifti
-    from srrestore.pipelines.satellite import is_damaged_tiff, is_geotiff
-
     if not path.exists():
         raise InputReadError(f"input not found: {path}")
-    if is_dicom(path):
-        return "dicom"
-    if is_nifti(path):
-        return "nifti"
-    if path.is_file() and path.suffix.lower() in (".tif", ".tiff") and (is_geotiff(path) or is_damaged_tiff(path)):
-        return "geotiff"  # a damaged TIFF too: the GeoTIFF reader names the damage
-    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-        return "image"
-    raise UnsupportedInputError(
-        f"{path}: unsupported input; expected DICOM, NIfTI (.nii/.nii.gz), GeoTIFF or an image ({', '.join(IMAGE_SUFFIXES)})"
-    )
+    kind = sniff(path)
+    if kind is None:
+        raise UnsupportedInputError(
+            f"{path}: unsupported input; expected DICOM, NIfTI (.nii/.nii.gz), GeoTIFF or an image"
+            f" ({', '.join(IMAGE_SUFFIXES)})"
+        )
+    return kind
 
 
 def _pipeline(kind: str) -> Pipeline:
@@ -87,9 +82,7 @@ def restore_path(input_path: Path, output_path: Path, options: RestoreOptions) -
 
 
 def _folder_kind(folder: Path) -> str:
-    from srrestore.pipelines.medical import is_dicom
-
-    return "dicom" if is_dicom(folder) else "folder"
+    return "dicom" if sniff_dicom(folder) else "folder"
 
 
 def restore(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], **options: Any) -> list[RestoreReport]:

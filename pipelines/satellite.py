@@ -16,51 +16,17 @@ from pathlib import Path
 from typing import ContextManager
 
 import numpy as np
-import rasterio
-from rasterio.errors import NotGeoreferencedWarning
 
-from srrestore.domains.satellite import GeoTiffReader, GeoTiffWriter, RasterMeta, derive_output_meta, read_meta
-from srrestore.domains.satellite.geotiff import GDAL_ERRORS, LOSSLESS, RasterSample
+from srrestore.domains.satellite import GeoTiffReader, GeoTiffWriter, RasterMeta, derive_output_meta
+from srrestore.domains.satellite.geotiff import LOSSLESS, RasterSample
 from srrestore.storage.atomic import atomic_output, check_output_path
 from srrestore.engine.normalize import Normalization
-from srrestore.domains.image import read_image
-from srrestore.errors import GeometryWarning, SRRestoreError, SRRestoreWarning
+from srrestore.errors import GeometryWarning, SRRestoreWarning
 from srrestore.sr_model import SRModel
 from srrestore.pipelines.common import RestoreReport, check_output_name, model_for, provenance, run_engine
 from srrestore.pipelines.options import RestoreOptions
 
-__all__ = ["is_damaged_tiff", "is_geotiff", "raster_normalization", "restore_geotiff"]
-
-
-def is_geotiff(path: Path) -> bool:
-    """Whether ``path`` is a TIFF rasterio opens with a CRS, a non-identity transform, GCPs or RPCs."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as dataset:
-                return dataset.driver == "GTiff" and read_meta(dataset).georeferenced
-    except (*GDAL_ERRORS, OSError):
-        return False
-
-
-def is_damaged_tiff(path: Path) -> bool:
-    """Whether ``path`` is a TIFF that neither GDAL nor the plain-image reader can open.
-
-    Such a file goes to :class:`GeoTiffReader`, whose error names the damage
-    ("looks truncated or corrupt") instead of the image reader's less telling one.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path):
-                return False
-    except (*GDAL_ERRORS, OSError, IndexError, KeyError, ValueError):
-        pass
-    try:
-        read_image(path)
-    except SRRestoreError:
-        return True
-    return False
+__all__ = ["raster_normalization", "restore_geotiff"]
 
 
 def raster_normalization(reader: GeoTiffReader, model: SRModel) -> Normalization:

@@ -40,6 +40,15 @@ DUPLICATE_TOLERANCE_MM = 1e-3
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 
 
+def sniff_dicom(path: Path) -> bool:
+    """A DICOM file (``DICM`` preamble), or a folder holding at least one."""
+    from pydicom.misc import is_dicom as has_preamble
+
+    if path.is_dir():
+        return any(p.is_file() and has_preamble(p) for p in path.iterdir())
+    return path.is_file() and has_preamble(path)
+
+
 def read_header(path: Path) -> Any:
     """Read a DICOM file's attributes without its pixel data.
 

@@ -29,10 +29,15 @@ from srrestore.engine.region import Region
 from srrestore.storage.scratch import allocate_array, remove_path, temporary_name
 from srrestore.errors import InputReadError, OutputWriteError, UnsupportedInputError, error_reason
 
-__all__ = ["NIFTI_SUFFIXES", "NiftiVolume", "read_nifti", "derive_header", "NiftiWriter", "has_nifti_suffix"]
+__all__ = ["sniff_nifti", "NIFTI_SUFFIXES", "NiftiVolume", "read_nifti", "derive_header", "NiftiWriter", "has_nifti_suffix"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 DESCRIP_BYTES = 80
+
+
+def sniff_nifti(path: Path) -> bool:
+    """A ``.nii`` or ``.nii.gz`` file."""
+    return path.is_file() and has_nifti_suffix(path)
 
 
 def has_nifti_suffix(path: Path) -> bool:

@@ -15,7 +15,9 @@ from nibabel.testing import data_path
 from pydicom.data import get_testdata_file
 from srrestore.domains.medical.dicom_series import open_series
 from srrestore.domains.medical.geometry import corner_points
-from srrestore.pipelines.medical import is_dicom, is_nifti, restore_dicom, restore_nifti
+from srrestore.domains.medical.dicom_series import sniff_dicom
+from srrestore.domains.medical.nifti import sniff_nifti
+from srrestore.pipelines.medical import restore_dicom, restore_nifti
 from srrestore.pipelines.options import RestoreOptions
 
 from srrestore.errors import ConfigError, InputReadError, OutputExistsError, UnsupportedInputError
@@ -263,7 +265,7 @@ def test_restore_nifti_4d_series_and_its_unsupported_options(tmp_path, models):
 
 
 def test_format_detection(abdomen, fixtures_dir, tmp_path):
-    assert is_dicom(abdomen) and is_dicom(next(abdomen.glob("CT.*")))
-    assert not is_dicom(fixtures_dir / "medical" / "totalsegmentator")
-    assert is_nifti(fixtures_dir / "medical" / "totalsegmentator" / "example_mr_sm.nii.gz")
-    assert not is_nifti(abdomen) and not is_nifti(tmp_path / "missing.nii")
+    assert sniff_dicom(abdomen) and sniff_dicom(next(abdomen.glob("CT.*")))
+    assert not sniff_dicom(fixtures_dir / "medical" / "totalsegmentator")
+    assert sniff_nifti(fixtures_dir / "medical" / "totalsegmentator" / "example_mr_sm.nii.gz")
+    assert not sniff_nifti(abdomen) and not sniff_nifti(tmp_path / "missing.nii")

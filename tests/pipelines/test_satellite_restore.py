@@ -27,7 +27,8 @@ from srrestore.errors import (
 from srrestore.models.checkpoint import save_generator
 from srrestore.models.generator import create_generator
 from srrestore.pipelines.options import RestoreOptions
-from srrestore.pipelines.satellite import is_geotiff, restore_geotiff
+from srrestore.domains.satellite.geotiff import sniff_geotiff
+from srrestore.pipelines.satellite import restore_geotiff
 
 CHANNELS = {"landsat_rgb_nodata0.tif": 3, "rgbn_nodata0.tif": 4, "s1_gamma0_nan.tif": 1,
             "landsat_blue_uint16_point.tif": 1, "s1_grd_gcps.tif": 1, "goes_mask_jpeg.tif": 3}
@@ -172,7 +173,7 @@ def test_rpcs_are_rescaled(satellite, tmp_path, models):
     source = copy_raster(satellite / "s1_grd_gcps.tif", tmp_path / "rpc.tif", gcps=None, rpcs=rpcs)
     with rasterio.open(source) as dataset:
         assert dataset.rpcs is not None and not dataset.gcps[0]
-    assert is_geotiff(source)
+    assert sniff_geotiff(source)
     run(source, tmp_path / "out.tif", models[1])
     with rasterio.open(tmp_path / "out.tif") as dst:
         out = dst.rpcs
@@ -190,16 +191,16 @@ def test_raster_without_crs_works_with_a_warning(satellite, tmp_path, models):
         assert dst.crs is None and dst.transform == src.transform @ Affine.scale(0.5)
 
 
-def test_is_geotiff_needs_georeferencing(satellite, tmp_path):
+def test_sniff_geotiff_needs_georeferencing_or_damage(satellite, tmp_path):
     for name in CHANNELS:
-        assert is_geotiff(satellite / name), name
+        assert sniff_geotiff(satellite / name), name
     plain = tmp_path / "plain.tif"
     tifffile.imwrite(plain, np.zeros((16, 16), np.uint8))
-    assert not is_geotiff(plain)
+    assert not sniff_geotiff(plain)  # a plain TIFF is an image
     truncated = tmp_path / "truncated.tif"
     truncated.write_bytes((satellite / "rgbn_nodata0.tif").read_bytes()[:100])
-    assert not is_geotiff(truncated)
-    assert not is_geotiff(tmp_path / "missing.tif")
+    assert sniff_geotiff(truncated)  # nothing opens it: the GeoTIFF reader names the damage
+    assert not sniff_geotiff(tmp_path / "missing.tif")
 
 
 def test_restore_dispatches_georeferenced_tiffs_here(satellite, tmp_path, models):
