@@ -35,6 +35,7 @@ __all__ = [
     "strict_fp32",
     "is_out_of_memory",
     "release_cached_memory",
+    "to_device",
     "free_memory",
     "forward_bytes_per_pixel",
     "auto_tile_and_batch",
@@ -233,6 +234,15 @@ def is_out_of_memory(error: BaseException) -> bool:
         return True
     message = str(error).lower()
     return isinstance(error, RuntimeError) and ("out of memory" in message or "can't allocate memory" in message)
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device``; the copy is asynchronous only from pinned host memory to CUDA.
+
+    From pageable memory, or to MPS, a non-blocking copy may read its source after
+    the caller has moved on (MPS copies from non-pinned memory asynchronously).
+    """
+    return tensor.to(device, non_blocking=device.type == "cuda" and tensor.is_pinned())
 
 
 def release_cached_memory(device: torch.device) -> None:

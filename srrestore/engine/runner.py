@@ -9,7 +9,7 @@ from torch import nn
 
 from srrestore.engine import consistency as guard
 from srrestore.engine.compilation import compiled
-from srrestore.engine.devices import autocast
+from srrestore.engine.devices import autocast, to_device
 from srrestore.engine.grid import Layout
 from srrestore.engine.region import Region
 from srrestore.errors import ConfigError
@@ -95,7 +95,7 @@ class NetworkRunner:
             ``residual``: ``B`` tensors ``(C, *core)`` float32 on the host,
             ``lr - degrade(sr)`` with the guard's degradation (area when there is no guard).
         """
-        stacked = torch.stack([window.to(self.device, non_blocking=True) for window in windows])
+        stacked = torch.stack([to_device(window, self.device) for window in windows])
         permuted = stacked.permute(self._to_network)
         net_ndim = len(self.layout.net_axes)
         lr = permuted.reshape(permuted.shape[: 2 + net_ndim])

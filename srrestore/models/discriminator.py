@@ -7,7 +7,9 @@ instead of one real/fake score per image it returns a map of logits,
 one per overlapping patch of :attr:`PatchDiscriminator.receptive_field`
 pixels. Batch normalisation is replaced by spectral normalisation of every
 convolution (Miyato et al. 2018), which bounds the discriminator's Lipschitz
-constant and needs no batch statistics, so any batch size works.
+constant and needs no batch statistics, so any batch size works. The spectral
+norm (power iteration and division) runs with autocast off, in the weights'
+float32, also inside a reduced-precision forward.
 
 Layout for ``num_layers = L``: a stem ``conv3x3 (C -> F)``; ``L`` levels of
 ``conv4x4 stride 2`` then ``conv3x3``, the width doubling per level up to
@@ -22,7 +24,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _SpectralNorm
 
 from srrestore.errors import ConfigError, UnsupportedInputError, check_choice
 
@@ -67,12 +70,28 @@ class DiscriminatorConfig:
         return cls(**data)
 
 
+class _Float32SpectralNorm(_SpectralNorm):
+    """torch's spectral normalisation with autocast off: in the weights' dtype (float32 in training).
+
+    Under CUDA autocast the power iteration's ``torch.mv`` would run in fp16/bf16:
+    ``sigma`` (hence the Lipschitz bound) in reduced precision, and ``vdot`` then
+    mixing dtypes (torch 2.3.0 failed there). State-dict keys are those of
+    ``torch.nn.utils.parametrizations.spectral_norm``.
+    """
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=weight.device.type, enabled=False):
+            return super().forward(weight)
+
+
 def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> nn.Module:
     """Spectrally normalised convolution with padding 1.
 
     3x3 stride 1 keeps the size; 4x4 stride 2 maps ``H`` to ``H // 2``.
     """
-    return spectral_norm(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=1))
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=1)
+    parametrize.register_parametrization(conv, "weight", _Float32SpectralNorm(conv.weight))
+    return conv
 
 
 class PatchDiscriminator(nn.Module):

@@ -37,7 +37,14 @@ from tqdm import tqdm
 
 from srrestore import __version__
 from srrestore.storage.atomic import check_output_path
-from srrestore.engine.devices import autocast, precision_name, resolve_device, resolve_precision, strict_fp32
+from srrestore.engine.devices import (
+    autocast,
+    precision_name,
+    resolve_device,
+    resolve_precision,
+    strict_fp32,
+    to_device,
+)
 from srrestore.errors import ConfigError
 from srrestore.losses.pixel import PixelLoss
 from srrestore.losses.total import GeneratorLoss
@@ -604,8 +611,8 @@ class Trainer:
         )
         for lr, hr in loader:
             yield (
-                lr.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format),
-                hr.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format),
+                to_device(lr, self.device).contiguous(memory_format=self.memory_format),
+                to_device(hr, self.device).contiguous(memory_format=self.memory_format),
             )
 
     def _log(self, handle: Any, record: dict[str, Any]) -> None:
