@@ -56,17 +56,11 @@ def read_array(path: Path) -> LoadedArray:
     kind = detect_format(path)
     if kind == "image":
         return LoadedArray(read_image(path), None, kind)
-    if kind == "nifti":
-        from srrestore.domains.medical.nifti import read_nifti
+    if kind in ("nifti", "dicom"):
+        from srrestore.domains.medical.volume import open_volume
 
-        volume = read_nifti(path)
-        slice_axis = volume.slice_dim if volume.slice_dim is not None else 2
-        return LoadedArray(np.moveaxis(volume.stored, 1 + slice_axis, 1), None, kind)
-    if kind == "dicom":
-        from srrestore.domains.medical.dicom_series import open_series
-
-        series = open_series(path)
-        return LoadedArray(series.read_volume()[None], series.padding_value, kind)
+        volume = open_volume(path)
+        return LoadedArray(np.moveaxis(volume.stored, 1 + volume.slice_axis, 1), volume.nodata, kind)
     from srrestore.domains.satellite import GeoTiffReader
 
     with GeoTiffReader(path) as reader:

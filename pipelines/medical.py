@@ -32,11 +32,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from srrestore.domains.medical.dicom_series import open_series
 from srrestore.domains.medical.dicom_writer import DicomSeriesWriter, derive_series, factor_label, is_srrestore_series
 from srrestore.domains.medical.geometry import coarse_axis
-from srrestore.domains.medical.intensity import looks_like_ct, normalization_for
-from srrestore.domains.medical.nifti import NiftiWriter, derive_header, read_nifti
+from srrestore.domains.medical.nifti import NiftiWriter, derive_header
+from srrestore.domains.medical.volume import open_volume
 from srrestore.pipelines.common import RestoreReport, check_output_name, run_engine
 from srrestore.pipelines.medical_planes import average_planes
 from srrestore.pipelines.options import RestoreOptions
@@ -47,7 +46,7 @@ from srrestore.storage.scratch import allocate_array, scratch_folder
 from srrestore.engine.io import ArrayReader, Reader, Writer
 from srrestore.engine.normalize import Normalization
 from srrestore.engine.region import Region
-from srrestore.errors import ConfigError
+from srrestore.errors import ConfigError, UnsupportedInputError
 from srrestore.models.generator import SUPPORTED_FACTORS
 from srrestore.sr_model import SRModel, load_model
 
@@ -249,25 +248,26 @@ def restore_dicom(input_path: Path, output_path: Path, options: RestoreOptions) 
 
     Raises:
         InputReadError, UnsupportedInputError: see
-            :func:`~srrestore.domains.medical.dicom_series.open_series`; nothing is written.
+            :func:`~srrestore.domains.medical.volume.open_volume`; nothing is written.
         ConfigError: options that do not fit the series or the model.
         OutputExistsError, OutputWriteError: see :func:`~srrestore.storage.atomic.atomic_output`.
     """
     options.check_applies("DICOM", ("series_uid", "resample_irregular", "slice_scale", "slice_model"))
     check_output_name(output_path, "dicom")
     check_output_path(output_path, options.overwrite, [input_path], True, is_srrestore_series)  # before any work
-    series = open_series(input_path, options.series_uid, options.resample_irregular)
-    spacings = (series.slice_spacing, *series.pixel_spacing)
-    passes = plan_passes(options, spacings, 0, series.shape)
+    volume = open_volume(input_path, options.series_uid, options.resample_irregular)
+    if volume.format != "dicom":
+        raise UnsupportedInputError(f"{input_path}: not a DICOM file or series folder")
+    series = volume.source
+    passes = plan_passes(options, volume.spacings, volume.slice_axis, volume.shape)
     factors = _total_factors(passes)
-    volume = series.read_volume()[None]
-    normalization = normalization_for(volume, series.modality.upper() == "CT", series.slope, series.intercept)
+    normalization = volume.normalization()
     derived = derive_series(series, factors, _describe(passes, normalization))
     size = int(np.prod(derived.shape)) * np.dtype(series.dtype).itemsize  # uncompressed pixel data
     with atomic_output(output_path, options.overwrite, [input_path], True, is_srrestore_series, size) as folder:
         writer = DicomSeriesWriter(folder, derived)
         reports = _run_passes(
-            ArrayReader(volume, series.padding_value), writer, passes, normalization, options, folder.parent
+            ArrayReader(volume.stored, volume.nodata), writer, passes, normalization, options, folder.parent
         )
         writer.close()
     return _report(
@@ -303,7 +303,7 @@ def restore_nifti(input_path: Path, output_path: Path, options: RestoreOptions) 
     scaling of the input) and a JSON sidecar beside it with the provenance.
 
     Raises:
-        InputReadError, UnsupportedInputError: see :func:`~srrestore.domains.medical.nifti.read_nifti`.
+        InputReadError, UnsupportedInputError: see :func:`~srrestore.domains.medical.volume.open_volume`.
         ConfigError: an output suffix other than ``.nii``/``.nii.gz``, DICOM- or
             GeoTIFF-only options, or options that do not fit the volume or the model.
         OutputExistsError, OutputWriteError: the output or its sidecar exists, or cannot be written.
@@ -312,16 +312,17 @@ def restore_nifti(input_path: Path, output_path: Path, options: RestoreOptions) 
     check_output_name(output_path, "nifti")
     for path in (output_path, sidecar_path(output_path)):
         check_output_path(path, options.overwrite, [input_path])  # before any work
-    volume = read_nifti(input_path)
-    slice_axis = volume.slice_dim if volume.slice_dim is not None else 2
-    passes = plan_passes(options, volume.zooms, slice_axis, volume.spatial_shape)
+    volume = open_volume(input_path)
+    if volume.format != "nifti":
+        raise UnsupportedInputError(f"{input_path}: not a NIfTI file (.nii, .nii.gz)")
+    passes = plan_passes(options, volume.spacings, volume.slice_axis, volume.shape)
     factors = _total_factors(passes)
-    is_ct = looks_like_ct(volume.stored, volume.slope, volume.intercept)
-    normalization = normalization_for(volume.stored, is_ct, volume.slope, volume.intercept)
+    is_ct = volume.is_ct
+    normalization = volume.normalization()
     description = _describe(passes, normalization)
     phases = "+".join(p.model.info.phase for p in passes)
     header = derive_header(
-        volume.header,
+        volume.source.header,
         factors,
         f"srrestore {_label(passes)} {phases} {passes[0].model.name}",
         volume.slope,
@@ -354,7 +355,7 @@ def restore_nifti(input_path: Path, output_path: Path, options: RestoreOptions) 
             temporary,
             header,
             volume.stored.shape[0],
-            volume.image_class,
+            volume.source.image_class,
             output_path.name.lower().endswith(".gz"),
             scratch=temporary.parent,
         )

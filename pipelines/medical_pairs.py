@@ -28,19 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from srrestore.domains.medical.dicom_series import open_series
 from srrestore.domains.medical.geometry import coarse_axis
-from srrestore.domains.medical.intensity import looks_like_ct, normalization_for
-from srrestore.domains.medical.nifti import read_nifti
 from srrestore.domains.medical.slice_profile import SliceProfile, slice_factor
-from srrestore.domains.medical.dicom_series import sniff_dicom
-from srrestore.domains.medical.nifti import sniff_nifti
-
+from srrestore.domains.medical.volume import open_volume
 from srrestore.engine.io import valid_mask
 from srrestore.engine.nodata import fill_nodata, nearest_valid
 from srrestore.engine.normalize import Normalization
 from srrestore.engine.region import Region
-from srrestore.errors import InputReadError, UnsupportedInputError
 from srrestore.training.patches import FinetuneImage
 
 __all__ = ["RESAMPLE_TOLERANCE", "TrainingScan", "in_plane_images", "read_scan"]
@@ -116,30 +110,11 @@ def read_scan(path: Path) -> TrainingScan:
     """Read a NIfTI file or a DICOM series (folder or file) for fine-tuning.
 
     Raises:
-        InputReadError: missing, unreadable or truncated input.
-        UnsupportedInputError: neither NIfTI nor DICOM, or a series the readers
-            refuse (several series, gantry tilt, uneven spacing, 5-D NIfTI...).
+        InputReadError, UnsupportedInputError: see :func:`~srrestore.domains.medical.volume.open_volume`.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputReadError(f"input not found: {path}")
-    if sniff_nifti(path):
-        volume = read_nifti(path)
-        spacings = volume.zooms
-        axis = _through_axis(spacings, volume.slice_dim if volume.slice_dim is not None else 2)
-        is_ct = looks_like_ct(volume.stored, volume.slope, volume.intercept)
-        normalization = normalization_for(volume.stored, is_ct, volume.slope, volume.intercept)
-        return TrainingScan(path, "nifti", volume.stored, spacings, None, axis, normalization)
-    if sniff_dicom(path):
-        series = open_series(path)
-        stored = series.read_volume()[None]
-        spacings = (series.slice_spacing, *series.pixel_spacing)
-        normalization = normalization_for(stored, series.modality.upper() == "CT", series.slope, series.intercept)
-        return TrainingScan(
-            path, "dicom", stored, spacings, series.slice_thickness, _through_axis(spacings, 0), normalization,
-            series.padding_value,
-        )
-    raise UnsupportedInputError(f"{path}: not a NIfTI file (.nii, .nii.gz) nor a DICOM file or series folder")
+    volume = open_volume(Path(path))
+    return TrainingScan(volume.path, volume.format, volume.stored, volume.spacings, volume.thickness,
+                        _through_axis(volume.spacings, volume.slice_axis), volume.normalization(), volume.nodata)
 
 
 def _resample_rows(plane: np.ndarray, valid: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
