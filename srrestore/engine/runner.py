@@ -107,8 +107,8 @@ class NetworkRunner:
         for index, core in enumerate(cores):
             net_core = Region(tuple(core.start[axis] for axis in self.layout.net_axes),
                               tuple(core.stop[axis] for axis in self.layout.net_axes))
-            kept_sr.append(self._restore_axes(sr[index, :, *net_core.scaled(self._net_scale).slices()]).cpu())
-            kept_error.append(self._restore_axes(error[index, :, *net_core.slices()]).cpu())
+            kept_sr.append(self._restore_axes(sr[(index, slice(None), *net_core.scaled(self._net_scale).slices())]).cpu())
+            kept_error.append(self._restore_axes(error[(index, slice(None), *net_core.slices())]).cpu())
         return kept_sr, kept_error
 
     def _restore_axes(self, values: torch.Tensor) -> torch.Tensor:
