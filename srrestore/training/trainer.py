@@ -27,7 +27,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -160,6 +160,29 @@ class DistributedContext:
     def barrier(self) -> None:
         if self.enabled:
             torch.distributed.barrier()
+
+    def check_on_main(self, check: Callable[[], None]) -> None:
+        """Run ``check`` on rank 0; when it raises, every rank raises the same error at once.
+
+        Rank 0 alone checks what only it writes (the output files); the other ranks
+        would otherwise wait for it in the first collective (DistributedDataParallel's
+        constructor) until the process group's timeout. On failure the process group
+        is destroyed: the run stops on every rank.
+        """
+        failure: Exception | None = None
+        if self.is_main:
+            try:
+                check()
+            except Exception as error:
+                failure = error
+        if self.enabled:
+            shared: list[Exception | None] = [failure]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            failure = shared[0]
+            if failure is not None:
+                torch.distributed.destroy_process_group()
+        if failure is not None:
+            raise failure
 
 
 def describe_device(device: torch.device) -> str:
@@ -298,9 +321,13 @@ class Trainer:
         self.memory_format = torch.channels_last if on_cuda and config.channels_last else torch.contiguous_format
         if dataset.patch_size != config.patch_size or dataset.degradation != config.degradation:
             raise ConfigError("the dataset's patch size or degradation differs from the recipe's")
-        if self.distributed.is_main and resume_from is None:
+
+        def check_outputs() -> None:
             for path in outputs.files():
                 check_output_path(path, overwrite)
+
+        if resume_from is None:
+            self.distributed.check_on_main(check_outputs)
 
         torch.manual_seed(config.seed)
         self.generator = self._build_generator()
