@@ -96,8 +96,22 @@ def cli(ctx: click.Context, debug: bool) -> None:
         logging.getLogger("tifffile").addHandler(logging.NullHandler())
 
 
+def _apply_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    """Set torch's CPU threads as soon as the command's options are parsed."""
+    from srrestore.engine.threads import set_threads
+
+    set_threads(value)
+
+
+THREADS_OPTION = click.Option(
+    ["--threads"], type=click.IntRange(1), default=None, expose_value=False, callback=_apply_threads,
+    help="CPU threads for torch [default: the cores this process may use, minus those the load average says "
+         "are busy].",
+)
+
+
 def _add_commands() -> None:
-    """Attach every command; each lives in its own module under ``srrestore.cli``."""
+    """Attach every command, each with ``--threads``; each lives in its own module under ``srrestore.cli``."""
     from srrestore.cli.average import average
     from srrestore.cli.evaluate import evaluate
     from srrestore.cli.finetune import finetune
@@ -107,6 +121,7 @@ def _add_commands() -> None:
     from srrestore.cli.train import train
 
     for command in (restore, train, average, finetune, models, evaluate, report):
+        command.params.append(THREADS_OPTION)
         cli.add_command(command)
 
 
