@@ -66,6 +66,16 @@ def restore(input_path: Path, output_path: Path, quiet: bool, **options: object)
         for report in reports:
             factor = "x".join(map(str, report.scale))
             click.echo(f"{report.input} -> {report.output} ({report.format}, {factor}, model {report.model})", err=True)
+            for precision in _precision_notes(report.engine):
+                click.echo(f"  precision: {precision}", err=True)
             for note in report.notes:
                 if note not in warned:
                     click.echo(f"  note: {note}", err=True)
+
+
+def _precision_notes(engine: object) -> list[str]:
+    """The engine's precision choices (one per pass of a volume; a two-plane pass is a tuple), each once."""
+    if isinstance(engine, (list, tuple)):
+        return list(dict.fromkeys(note for part in engine for note in _precision_notes(part)))
+    note = getattr(engine, "precision_note", "")
+    return [note] if note else []

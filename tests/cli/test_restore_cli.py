@@ -171,3 +171,9 @@ def test_read_only_output_folder_gives_a_clear_error_and_leaves_nothing(astronau
     assert result.exit_code == 1
     assert result.output.strip() == f"srrestore: error: cannot write to folder {read_only_folder}: permission denied"
     assert list(read_only_folder.iterdir()) == []
+
+
+def test_the_summary_says_which_precision_ran_and_why(tmp_path, astronaut_png, tiny_models):
+    result = run("restore", astronaut_png, tmp_path / "out.png", "--model", tiny_models["rgb"], "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "  precision: fp32 (auto: cpu)" in result.output.splitlines()
