@@ -22,7 +22,7 @@ and stored as NIfTI, LPS turned into RAS):
      default model when it is usable through-plane (the built-in 1-channel
      models are isotropic ``(s, s)``: restore refuses them, and the table says so);
    - the built-in model made ``(factor, 1)`` as fine-tuning starts from it
-     (:func:`~srrestore.pipelines.medical_init.through_plane_start`), not fine-tuned;
+     (:func:`~srrestore.pipelines.medical.initial_model.through_plane_start`), not fine-tuned;
    - fine-tuned: ``finetune_medical`` on the thick volume itself (box slice
      profile, the simulation's; the ``srrestore finetune`` defaults but the
      time budget: pixel L1 loss, PSNR-oriented), timed, then ``restore_nifti``
@@ -59,9 +59,9 @@ from pathlib import Path
 import numpy as np
 from srrestore.domains.medical.dicom_series import open_series
 from srrestore.domains.medical.nifti import read_nifti
-from srrestore.pipelines.finetune_medical import finetune_medical
-from srrestore.pipelines.medical import restore_nifti
-from srrestore.pipelines.medical_init import through_plane_start
+from srrestore.pipelines.medical.finetune import finetune_medical
+from srrestore.pipelines.medical.restore import restore_nifti
+from srrestore.pipelines.medical.initial_model import through_plane_start
 from srrestore.pipelines.options import RestoreOptions
 
 from srrestore.engine.normalize import to_dtype

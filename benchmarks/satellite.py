@@ -54,9 +54,9 @@ from srrestore.engine.region import Region
 from srrestore.errors import SRRestoreError
 from srrestore.metrics import sr_metrics
 from srrestore.models.registry import WEIGHTS_DIR, default_model_name
-from srrestore.pipelines.finetune_satellite import finetune_satellite
+from srrestore.pipelines.satellite.finetune import finetune_satellite
 from srrestore.pipelines.options import RestoreOptions
-from srrestore.pipelines.satellite import restore_geotiff
+from srrestore.pipelines.satellite.restore import restore_geotiff
 from srrestore.training.degradation import downscale, upscale_bicubic
 from srrestore.training.finetune import FinetuneOptions
 

@@ -46,18 +46,18 @@ def detect_format(path: Path) -> str:
 
 def _pipeline(kind: str) -> Pipeline:
     if kind == "dicom":
-        from srrestore.pipelines.medical import restore_dicom
+        from srrestore.pipelines.medical.restore import restore_dicom
 
         return restore_dicom
     if kind == "nifti":
-        from srrestore.pipelines.medical import restore_nifti
+        from srrestore.pipelines.medical.restore import restore_nifti
 
         return restore_nifti
     if kind == "geotiff":
-        from srrestore.pipelines.satellite import restore_geotiff
+        from srrestore.pipelines.satellite.restore import restore_geotiff
 
         return restore_geotiff
-    from srrestore.pipelines.image import restore_image
+    from srrestore.pipelines.image.restore import restore_image
 
     return restore_image
 

@@ -69,7 +69,7 @@ def raster_images(path: Path) -> list[tuple[str, np.ndarray]]:
     with GeoTiffReader(path) as reader:
         region = Region.from_shape((reader.meta.height, reader.meta.width))
         values, valid = reader.read(region).astype(np.float64), reader.read_valid(region)
-        sample = reader.sample()  # restore's normalisation (pipelines.satellite.raster_normalization)
+        sample = reader.sample()  # restore's normalisation (pipelines.satellite.restore.raster_normalization)
         normalization = SRModel.normalization_for(sample.values[:, sample.valid])
     normalised = normalization.forward(values)
     if not valid.all():

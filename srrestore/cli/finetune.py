@@ -37,13 +37,13 @@ def _run(inputs: list[Path], output: Path, options: Any, slice_profile: str | No
 
     kinds = {path: detect_format(path) for path in inputs}
     if all(kind in SATELLITE_FORMATS for kind in kinds.values()):
-        from srrestore.pipelines.finetune_satellite import finetune_satellite
+        from srrestore.pipelines.satellite.finetune import finetune_satellite
 
         if slice_profile is not None:
             raise ConfigError("--slice-profile applies to NIfTI and DICOM scans, not to GeoTIFF scenes")
         return finetune_satellite(inputs, output, options)
     if all(kind in MEDICAL_FORMATS for kind in kinds.values()):
-        from srrestore.pipelines.finetune_medical import finetune_medical
+        from srrestore.pipelines.medical.finetune import finetune_medical
 
         return finetune_medical(inputs, output, options, slice_profile or "gaussian")
     described = ", ".join(f"{path} ({kind})" for path, kind in kinds.items())

@@ -73,9 +73,9 @@ def test_medical_inputs_go_to_the_medical_pipeline(tmp_path, tiny, monkeypatch):
         calls.append((inputs, output, options, slice_profile))
         return FinetuneReport(output, "tiny", 1, (4, 4), "psnr", 3, 3, 1.0, False)
 
-    module = types.ModuleType("srrestore.pipelines.finetune_medical")
+    module = types.ModuleType("srrestore.pipelines.medical.finetune")
     module.finetune_medical = finetune_medical  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "srrestore.pipelines.finetune_medical", module)
+    monkeypatch.setitem(sys.modules, "srrestore.pipelines.medical.finetune", module)
     result = run("finetune", volume, "--out", tmp_path / "m.safetensors", "--model", tiny, "--steps", "7", "--quiet")
     assert result.exit_code == 0, result.output
     assert calls[0][0] == [volume] and calls[0][2].steps == 7 and calls[0][2].model == str(tiny)

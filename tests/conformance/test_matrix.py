@@ -53,7 +53,6 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-import imageio.v3 as iio
 import nibabel as nib
 import numpy as np
 import pytest

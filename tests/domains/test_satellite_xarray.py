@@ -21,7 +21,7 @@ from srrestore.models.generator import create_generator
 from srrestore.sr_model import SRModel, load_model
 from srrestore.models.spec import ModelSpec
 from srrestore.pipelines.options import RestoreOptions
-from srrestore.pipelines.satellite import restore_geotiff
+from srrestore.pipelines.satellite.restore import restore_geotiff
 
 
 @pytest.fixture(scope="module")

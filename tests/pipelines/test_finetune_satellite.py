@@ -16,10 +16,10 @@ from srrestore.errors import ConfigError, OutputWriteError, UnsupportedInputErro
 from srrestore.models.checkpoint import read_checkpoint_info, save_generator
 from srrestore.models.generator import create_generator
 from srrestore.sr_model import SRModel
-from srrestore.pipelines import finetune_satellite as pipeline
-from srrestore.pipelines.finetune_satellite import finetune_satellite, sensor_degradation
+from srrestore.pipelines.satellite import finetune as pipeline
+from srrestore.pipelines.satellite.finetune import finetune_satellite, sensor_degradation
 from srrestore.pipelines.options import RestoreOptions
-from srrestore.pipelines.satellite import raster_normalization, restore_geotiff
+from srrestore.pipelines.satellite.restore import raster_normalization, restore_geotiff
 from srrestore.training.degradation import downscale
 from srrestore.training.finetune import DEFAULT_LEARNING_RATE, FinetuneOptions
 from srrestore.training.patches import ValidPatches

@@ -17,7 +17,7 @@ from srrestore.domains.medical.dicom_series import open_series
 from srrestore.domains.medical.geometry import corner_points
 from srrestore.domains.medical.dicom_series import sniff_dicom
 from srrestore.domains.medical.nifti import sniff_nifti
-from srrestore.pipelines.medical import restore_dicom, restore_nifti
+from srrestore.pipelines.medical.restore import restore_dicom, restore_nifti
 from srrestore.pipelines.options import RestoreOptions
 
 from srrestore.errors import ConfigError, InputReadError, OutputExistsError, UnsupportedInputError

@@ -28,7 +28,7 @@ from srrestore.models.checkpoint import save_generator
 from srrestore.models.generator import create_generator
 from srrestore.pipelines.options import RestoreOptions
 from srrestore.domains.satellite.geotiff import sniff_geotiff
-from srrestore.pipelines.satellite import restore_geotiff
+from srrestore.pipelines.satellite.restore import restore_geotiff
 
 CHANNELS = {"landsat_rgb_nodata0.tif": 3, "rgbn_nodata0.tif": 4, "s1_gamma0_nan.tif": 1,
             "landsat_blue_uint16_point.tif": 1, "s1_grd_gcps.tif": 1, "goes_mask_jpeg.tif": 3}

@@ -13,7 +13,7 @@ same CRS, the reference's transform is the scene's scaled by ``1/s`` (equal
 bounds) and its size is the scene's times ``s``.
 
 Normalisation: every scene is normalised exactly as ``srrestore restore``
-will normalise it (:func:`~srrestore.pipelines.satellite.raster_normalization`:
+will normalise it (:func:`~srrestore.pipelines.satellite.restore.raster_normalization`:
 uint8 by the dtype's range, other dtypes by per-band 0.5/99.5 percentiles of
 the valid pixels of a decimated read); references take their scene's
 constants (same physical units assumed). The constants are recorded in the
@@ -47,7 +47,7 @@ from srrestore.engine.normalize import Normalization
 from srrestore.engine.region import Region
 from srrestore.errors import ConfigError, UnsupportedInputError
 from srrestore.sr_model import SRModel
-from srrestore.pipelines.satellite import raster_normalization
+from srrestore.pipelines.satellite.restore import raster_normalization
 from srrestore.training.degradation import Degradation
 from srrestore.training.finetune import FinetuneOptions, FinetuneReport, PretrainedModel, finetune, load_pretrained
 from srrestore.training.patches import FinetuneImage

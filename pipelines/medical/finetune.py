@@ -5,13 +5,13 @@ axis, but its in-plane slices are sharp. So (Zhao et al. 2021, Remedios et al.
 2025):
 
 1. the in-plane slices, normalised as restore normalises the scan, are the
-   high-resolution images (:mod:`srrestore.pipelines.medical_pairs`);
+   high-resolution images (:mod:`srrestore.pipelines.medical.pairs`);
 2. the header's slice profile (thickness and spacing over the in-plane
    spacing, :mod:`srrestore.domains.medical.slice_profile`) degrades one of
    their axes, giving the thick-slice view: the training pairs of an
    anisotropic ``(s, 1)`` model;
 3. the pretrained generator, turned into an ``(s, 1)`` one
-   (:mod:`srrestore.pipelines.medical_init`), is fine-tuned on these pairs by
+   (:mod:`srrestore.pipelines.medical.initial_model`), is fine-tuned on these pairs by
    the shared core (:func:`srrestore.training.finetune.finetune`): pixel and
    perceptual losses, and the adversarial loss only when
    ``options.adversarial`` is set (the checkpoint's phase and card record
@@ -19,7 +19,7 @@ axis, but its in-plane slices are sharp. So (Zhao et al. 2021, Remedios et al.
 
 The saved model restores the scan through-plane with ``srrestore restore SCAN
 OUT --model M.safetensors``: on both orthogonal planes holding the slice axis,
-averaged (:mod:`srrestore.pipelines.medical_planes`), and its outputs record
+averaged (:mod:`srrestore.pipelines.medical.planes`), and its outputs record
 the model's phase.
 """
 
@@ -35,8 +35,8 @@ from srrestore.domains.medical.slice_profile import (
     SUPPORTED_SLICE_FACTORS,
     SliceProfile,
 )
-from srrestore.pipelines.medical_init import through_plane_start
-from srrestore.pipelines.medical_pairs import TrainingScan, in_plane_images, read_scan
+from srrestore.pipelines.medical.initial_model import through_plane_start
+from srrestore.pipelines.medical.pairs import TrainingScan, in_plane_images, read_scan
 
 from srrestore.storage.atomic import check_output_path
 from srrestore.errors import ConfigError, check_choice
@@ -110,7 +110,7 @@ def finetune_medical(
         options: the fine-tuning options. ``scale`` is the through-plane factor
             (None: ``round(slice spacing / in-plane spacing)`` from the header);
             ``model`` and ``phase`` pick the pretrained start (see
-            :func:`~srrestore.pipelines.medical_init.through_plane_start`);
+            :func:`~srrestore.pipelines.medical.initial_model.through_plane_start`);
             ``patch_size`` is lowered to fit small slices.
         slice_profile: ``"gaussian"`` (full width at half maximum = slice
             thickness, as SMORE) or ``"box"`` (an ideal slab of the slice thickness).
@@ -122,7 +122,7 @@ def finetune_medical(
     Raises:
         ConfigError: no input, options that do not apply, inputs needing
             different factors or profiles, slices too small for a patch.
-        InputReadError, UnsupportedInputError: see :func:`~srrestore.pipelines.medical_pairs.read_scan`.
+        InputReadError, UnsupportedInputError: see :func:`~srrestore.pipelines.medical.pairs.read_scan`.
         CheckpointError: a named pretrained model is missing or unreadable.
         OutputExistsError, OutputWriteError: the output exists or cannot be written.
     """

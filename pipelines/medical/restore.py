@@ -8,7 +8,7 @@ A volume goes through one or two engine passes of a 2-D network:
   ``(s, 1)`` or ``(1, s)``, its factor along the slice axis, on both
   orthogonal planes holding the slice axis (``(D, H)`` and ``(D, W)``); the
   two results are averaged in normalised intensities and converted to the
-  stored dtype once (:mod:`srrestore.pipelines.medical_planes`).
+  stored dtype once (:mod:`srrestore.pipelines.medical.planes`).
 
 With both factors the through-plane pass runs first into a memory-mapped
 scratch volume (stored dtype), which the in-plane pass reads. Without either,
@@ -37,7 +37,7 @@ from srrestore.domains.medical.geometry import coarse_axis
 from srrestore.domains.medical.nifti import NiftiWriter, derive_header
 from srrestore.domains.medical.volume import open_volume
 from srrestore.pipelines.common import RestoreReport, check_output_name, run_engine
-from srrestore.pipelines.medical_planes import average_planes
+from srrestore.pipelines.medical.planes import average_planes
 from srrestore.pipelines.options import RestoreOptions
 
 from srrestore import __version__

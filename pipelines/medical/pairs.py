@@ -16,7 +16,7 @@ in-plane image is first resampled from ``p`` to ``t`` (antialiased cubic,
 the other axis keeps its spacing, as the model sees it at restore.
 
 The through-plane axis is chosen as restore chooses it
-(:func:`srrestore.pipelines.medical.plan_passes`): the coarse axis (spacing at
+(:func:`srrestore.pipelines.medical.restore.plan_passes`): the coarse axis (spacing at
 least twice the others), else the acquisition slice axis (NIfTI ``dim_info``,
 else ``k``; DICOM: the slice axis). Intensities are normalised exactly as
 restore normalises the scan (CT Hounsfield window, else foreground percentiles).

@@ -1,0 +1,1 @@
+"""Plain images (PNG, JPEG, BMP, TIFF): :mod:`.restore`."""

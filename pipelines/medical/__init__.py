@@ -1,0 +1,8 @@
+"""DICOM series and NIfTI volumes.
+
+- :mod:`.restore`: plan the in-plane and through-plane passes and write the derived output;
+- :mod:`.planes`: a through-plane pass averaged over two planes;
+- :mod:`.pairs`: scans read for fine-tuning and their in-plane training images;
+- :mod:`.initial_model`: the through-plane generator fine-tuning starts from;
+- :mod:`.finetune`: adapt a model to the user's scans.
+"""

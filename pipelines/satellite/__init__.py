@@ -1,0 +1,1 @@
+"""GeoTIFF and COG rasters: :mod:`.restore` (upscale a scene) and :mod:`.finetune` (adapt a model to scenes)."""
