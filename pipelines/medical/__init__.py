@@ -6,3 +6,7 @@
 - :mod:`.initial_model`: the through-plane generator fine-tuning starts from;
 - :mod:`.finetune`: adapt a model to the user's scans.
 """
+
+from srrestore.pipelines.medical.restore import plan_passes, restore_dicom, restore_nifti, sidecar_path
+
+__all__ = ["plan_passes", "restore_dicom", "restore_nifti", "sidecar_path"]
