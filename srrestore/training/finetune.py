@@ -42,7 +42,7 @@ recorded in the model card and reported in the notes; never swapped silently.
 
 Channels: the fine-tuned model takes the data's channel count. A pretrained
 model with another count is adapted through grey by
-:func:`~srrestore.training.channels.adapt_channels` (a 1-channel model becomes a
+:func:`~srrestore.models.surgery.adapt_channels` (a 1-channel model becomes a
 ``C``-channel one whose features start from the band mean).
 
 Held-out validation and the saved weights: a band of each image (``holdout_fraction``
@@ -86,7 +86,7 @@ from srrestore.models.checkpoint import CheckpointInfo, file_sha256, load_genera
 from srrestore.models.discriminator import PatchDiscriminator, create_discriminator
 from srrestore.models.generator import SRGenerator
 from srrestore.models.registry import WEIGHTS_DIR, default_model_name, list_builtin_models, resolve_checkpoint
-from srrestore.training.channels import adapt_channels
+from srrestore.models.surgery import adapt_channels
 from srrestore.training.degradation import Degradation
 from srrestore.training.ema import ModelEMA
 from srrestore.training.patches import FinetuneImage, ValidPatches

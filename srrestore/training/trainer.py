@@ -51,7 +51,7 @@ from srrestore.losses.total import GeneratorLoss
 from srrestore.models.checkpoint import CheckpointInfo, save_generator, untrained_history_entry
 from srrestore.models.discriminator import PatchDiscriminator, create_discriminator
 from srrestore.models.generator import SRGenerator, create_generator
-from srrestore.models.growth import grow_generator
+from srrestore.models.surgery import grow_generator
 from srrestore.training.config import OptimizerConfig, TrainingConfig
 from srrestore.training.data import PatchDataset, StepSampler, ValidationSet
 from srrestore.training.ema import ModelEMA
@@ -399,7 +399,7 @@ class Trainer:
 
         The recipe's generator may be deeper (more ``num_groups`` or
         ``blocks_per_group``): the added layers start as identities
-        (:func:`~srrestore.models.growth.grow_generator`) and the history records it.
+        (:func:`~srrestore.models.surgery.grow_generator`) and the history records it.
         """
         grown = grow_generator(generator, self.generator)
         self.ema.module.load_state_dict(self.generator.state_dict())

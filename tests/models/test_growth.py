@@ -10,7 +10,7 @@ from skimage import data
 
 from srrestore.errors import ConfigError
 from srrestore.models.generator import create_generator
-from srrestore.models.growth import grow_generator
+from srrestore.models.surgery import grow_generator
 
 
 def trained_tiny() -> torch.nn.Module:

@@ -18,7 +18,7 @@ from srrestore.domains.medical.intensity import foreground_normalization
 from srrestore.domains.medical.nifti import read_nifti
 from srrestore.pipelines.medical.finetune import finetune_medical
 from srrestore.pipelines.medical.restore import restore_nifti
-from srrestore.pipelines.medical.initial_model import through_plane_generator
+from srrestore.models.surgery import through_plane_generator
 from srrestore.pipelines.medical.pairs import in_plane_images, read_scan
 from srrestore.pipelines.medical.planes import average_planes
 from srrestore.pipelines.options import RestoreOptions

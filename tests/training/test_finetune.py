@@ -10,7 +10,7 @@ from skimage import data
 from srrestore.errors import CheckpointError, ConfigError, UnsupportedInputError, WeightsUnavailableError
 from srrestore.models.checkpoint import load_generator, read_checkpoint_info, save_generator
 from srrestore.models.generator import create_generator
-from srrestore.training.channels import adapt_channels
+from srrestore.models.surgery import adapt_channels
 from srrestore.training.degradation import Degradation
 from srrestore.training.finetune import FinetuneOptions, finetune, load_pretrained
 from srrestore.training.patches import FinetuneImage, HoldoutBand, ValidPatches, holdout_band, valid_positions
