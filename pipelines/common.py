@@ -74,7 +74,8 @@ class RestoreReport:
 
 def model_for(options: RestoreOptions, channels: int) -> SRModel:
     """Load the model the options name, fitted to data with ``channels`` channels."""
-    model = load_model(options.model, options.scale, channels, options.phase, options.device, options.precision)
+    model = load_model(options.model, options.scale, channels, options.phase, options.device, options.precision,
+                       options.backend)
     model.check_channels(channels)
     return model
 
@@ -87,6 +88,10 @@ def run_engine(reader: Reader, writer: Writer, model: SRModel, normalization: No
     Dask cluster and written here; the result is the same.
     """
     from srrestore.engine import UpscaleOptions, upscale
+
+    if model.backend == "onnxruntime" and (options.compile or options.dask is not None):
+        raise ConfigError(f"{'--compile' if options.compile else '--dask'} runs torch networks only, "
+                          f"not the ONNX model {model.name}")
 
     engine_options = UpscaleOptions(
         tile_size=options.tile_size,

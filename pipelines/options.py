@@ -40,6 +40,7 @@ class RestoreOptions:
             ``slice_scale`` are given (None: ``model``); it must upscale one axis only, e.g. ``(4, 1)``.
         nodata: declares the nodata value of a raster that has none (GeoTIFF); it is
             masked like a declared one and written into the output.
+        backend: ``"torch"``, ``"onnxruntime"`` (an ``.onnx`` model) or ``"auto"`` (by the model file).
     """
 
     model: str = "default"
@@ -60,6 +61,7 @@ class RestoreOptions:
     slice_model: str | None = None
     dask: str | None = None
     nodata: float | None = None
+    backend: str = "auto"
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "RestoreOptions":

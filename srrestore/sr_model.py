@@ -9,13 +9,16 @@ import numpy as np
 
 from srrestore.engine.io import valid_mask
 from srrestore.engine.normalize import Normalization
-from srrestore.errors import ConfigError, UnsupportedInputError
+from srrestore.errors import ConfigError, UnsupportedInputError, check_choice
 from srrestore.models.checkpoint import CheckpointInfo, file_sha256, load_generator
 from srrestore.models.generator import SRGenerator
+from srrestore.models.onnx import OnnxGenerator, is_onnx, load_onnx
 from srrestore.models.registry import resolve_checkpoint
 from srrestore.models.spec import ModelSpec
 
-__all__ = ["SRModel", "load_model", "SUPPORTED_DTYPES"]
+__all__ = ["BACKENDS", "SRModel", "load_model", "SUPPORTED_DTYPES"]
+
+BACKENDS = ("auto", "torch", "onnxruntime")
 
 # Every numeric GDAL dtype but complex; float16 is left out (rasterio 1.4 on GDAL 3.10 cannot write it).
 # Outputs keep the input's dtype; integer outputs are rounded and clipped into it.
@@ -36,7 +39,7 @@ class SRModel:
 
     def __init__(
         self,
-        network: SRGenerator,
+        network: SRGenerator | OnnxGenerator,
         info: CheckpointInfo,
         source: Path | None = None,
         device: str = "auto",
@@ -54,7 +57,12 @@ class SRModel:
 
     @property
     def name(self) -> str:
-        return self.source.name.removesuffix(".safetensors") if self.source else "in-memory"
+        return self.source.name.removesuffix(".safetensors").removesuffix(".onnx") if self.source else "in-memory"
+
+    @property
+    def backend(self) -> str:
+        """``"onnxruntime"`` for an ONNX export, else ``"torch"``."""
+        return "onnxruntime" if isinstance(self.network, OnnxGenerator) else "torch"
 
     @cached_property
     def sha256(self) -> str:
@@ -162,20 +170,31 @@ def load_model(
     phase: str = "psnr",
     device: str = "auto",
     precision: str = "auto",
+    backend: str = "auto",
 ) -> SRModel:
-    """Load a built-in model or a checkpoint file.
+    """Load a built-in model, a checkpoint file or an ONNX export.
 
     Args:
-        name_or_path: ``"default"``, a built-in name (``srrestore models``) or a
-            ``.safetensors`` / ``.pth`` path.
+        name_or_path: ``"default"``, a built-in name (``srrestore models``), a
+            ``.safetensors`` / ``.pth`` path, or an ``.onnx`` file from ``srrestore export``.
         scale: in-plane upscale factor wanted; None takes the model's own
             (``"default"`` then means 4). A model of another scale is refused.
         channels: channels of the data, to pick the RGB or 1-channel built-in.
         phase: ``"psnr"`` (faithful, the default) or ``"gan"`` (sharper) built-in.
         device, precision: where and how the engine runs it.
+        backend: ``"torch"``, ``"onnxruntime"`` (an ``.onnx`` file) or ``"auto"`` (by the file's suffix).
+
+    Raises:
+        ConfigError: a backend that cannot run the file, or a model of another scale.
     """
+    backend = check_choice("backend", backend, BACKENDS)
     path = resolve_checkpoint(name_or_path, scale or 4, channels, phase)
-    network, info = load_generator(path)
+    if backend == "auto":
+        backend = "onnxruntime" if is_onnx(path) else "torch"
+    if (backend == "onnxruntime") != is_onnx(path):
+        hint = "" if is_onnx(path) else f"; export it first: srrestore export {name_or_path} --out model.onnx"
+        raise ConfigError(f"backend {backend} cannot run {path.name}{hint}")
+    network, info = load_onnx(path) if backend == "onnxruntime" else load_generator(path)
     model = SRModel(network, info, path, device, precision)
     if scale is not None and max(model.spec.scale) != scale:
         raise ConfigError(f"model {model.name} upscales by {'x'.join(map(str, model.spec.scale))}, not {scale}")

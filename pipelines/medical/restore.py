@@ -79,7 +79,7 @@ class SRPass:
 
 
 def _load(name: str, factor: int | None, options: RestoreOptions) -> SRModel:
-    return load_model(name, factor, 1, options.phase, options.device, options.precision)
+    return load_model(name, factor, 1, options.phase, options.device, options.precision, options.backend)
 
 
 def _default_slice_factor(spacings: Sequence[float], axis: int) -> int:

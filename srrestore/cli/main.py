@@ -114,13 +114,14 @@ def _add_commands() -> None:
     """Attach every command, each with ``--threads``; each lives in its own module under ``srrestore.cli``."""
     from srrestore.cli.average import average
     from srrestore.cli.evaluate import evaluate
+    from srrestore.cli.export import export
     from srrestore.cli.finetune import finetune
     from srrestore.cli.models import models
     from srrestore.cli.report import report
     from srrestore.cli.restore import restore
     from srrestore.cli.train import train
 
-    for command in (restore, train, average, finetune, models, evaluate, report):
+    for command in (restore, train, average, finetune, export, models, evaluate, report):
         command.params.append(THREADS_OPTION)
         cli.add_command(command)
 

@@ -37,6 +37,9 @@ __all__ = ["restore"]
               " instead of refusing it.")
 @click.option("--dask", default=None, metavar="ADDRESS",
               help="Compute the blocks on a Dask cluster (scheduler address, e.g. tcp://host:8786).")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
+              help="Run the network with torch, or with ONNX Runtime (a model from `srrestore export`); "
+                   "auto: by the model file.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @engine_options
 @quiet_option

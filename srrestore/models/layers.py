@@ -68,7 +68,8 @@ def local_mean(features: torch.Tensor, window: int) -> torch.Tensor:
     ``(B, C, H, W) -> (B, C, H, W)``.
     """
     radius = window // 2
-    channels, height, width = features.shape[1:]
+    height, width = features.shape[2:]
+    channels = int(features.shape[1])  # a constant, also when traced for ONNX export (the kernel's shape)
     with _full_precision(features):
         values = _at_least_float32(features)
         kernel = values.new_ones(channels, 1, window, 1)
