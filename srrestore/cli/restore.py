@@ -47,14 +47,16 @@ def restore(input_path: Path, output_path: Path, quiet: bool, **options: object)
     """Upscale INPUT into OUTPUT in the same format, keeping values and geometry.
 
     INPUT is an image (PNG, JPEG, TIFF), a GeoTIFF/COG, a NIfTI volume, a DICOM
-    series (folder or file) or a folder of images.
+    series (folder or file) or a folder of images. Through-plane SR of a volume
+    (--slice-scale) needs a through-plane model, e.g. one that `srrestore
+    finetune SCAN` makes from the scan itself.
 
     \b
     Examples:
       srrestore restore examples/data/landsat_rgb.png out.png --scale 4
       srrestore restore scene.tif scene_x2.tif --scale 2 --cog
       srrestore restore mosaic.tif mosaic_x4.tif --nodata 0
-      srrestore restore ct_series/ ct_sr/ --slice-scale 4
+      srrestore restore ct_series/ ct_sr/ --slice-scale 4 --model ct_slices_x4.safetensors
     """
     from srrestore.pipelines.options import RestoreOptions
     from srrestore.pipelines.restore import restore_path

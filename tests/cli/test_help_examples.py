@@ -264,7 +264,8 @@ class Workspace:
 
     def model(self, token: str, target: Path) -> Path:
         """A model file: for ``average``, a copy of the built-in it is averaged with (same architecture);
-        else a tiny checkpoint of the factor in its name (``_x4``) or the example's ``--scale``."""
+        else a tiny checkpoint of the factor in its name (``_x4``) or the example's ``--scale``, an
+        ``(s, 1)`` through-plane one when the example gives ``--slice-scale`` alone."""
         if self.command == "average":
             from srrestore.models.registry import resolve_checkpoint
 
@@ -274,7 +275,8 @@ class Workspace:
                 return Path(shutil.copy(resolve_checkpoint(built_in), target))
         named = re.search(r"x(\d)", Path(token).stem)
         scale = int(named.group(1)) if named else factor_of(self.arguments, ("--scale", "-s"), 2)
-        return tiny_model(target, 1, scale)
+        through = has_option(self.arguments, "--slice-scale") and not has_option(self.arguments, "--scale", "-s")
+        return tiny_model(target, 1, (scale, 1) if through else scale)  # a volume's only pass: through-plane
 
     def training_state(self, target: Path) -> Path:
         """A resumable state: a two-step run of the built-in RGB x4 recipe (no downloads in its GAN phase)."""
