@@ -64,6 +64,7 @@ class SRPass:
         factors: upscale factor per spatial axis of the volume.
         second_plane: through-plane passes: the other plane holding the slice
             axis; the pass averages the runs on both planes. None: one plane.
+        origin: where the factor came from (an option, the header, the model).
     """
 
     kind: str
@@ -71,6 +72,13 @@ class SRPass:
     plane_axes: tuple[int, int]
     factors: tuple[int, int, int]
     second_plane: tuple[int, int] | None = None
+    origin: str = ""
+
+    def describe(self) -> str:
+        """One line: the pass, its factor and axis, its model, and where the factor came from."""
+        axis = next(a for a, f in enumerate(self.factors) if f > 1) if self.kind == "through-plane" else None
+        where = f" along axis {axis}" if axis is not None else ""
+        return f"{self.kind} x{max(self.factors)}{where} by {self.model.name} (factor from {self.origin})"
 
     @property
     def planes(self) -> list[tuple[int, int]]:
@@ -90,9 +98,14 @@ def _default_slice_factor(spacings: Sequence[float], axis: int) -> int:
 
 def _through_plane(options: RestoreOptions, factor: int | None, axis: int, spacings: Sequence[float]) -> SRPass:
     name = options.slice_model or options.model
+    origin = "--slice-scale"
     if factor is None and name == "default":
         factor = _default_slice_factor(spacings, axis)
+        in_plane = max(s for i, s in enumerate(spacings) if i != axis)
+        origin = f"the header: slice spacing {spacings[axis]:g} mm over in-plane {in_plane:g} mm"
     model = _load(name, factor, options)
+    if factor is None:
+        origin = f"the model {model.name}"
     rows, columns = model.spec.scale
     if min(rows, columns) != 1:
         wanted = factor or max(rows, columns)
@@ -105,7 +118,7 @@ def _through_plane(options: RestoreOptions, factor: int | None, axis: int, spaci
     plane_axes, second_plane = ((axis, other), (axis, third)) if rows > 1 else ((other, axis), (third, axis))
     factors = [1, 1, 1]
     factors[axis] = max(rows, columns)
-    return SRPass("through-plane", model, plane_axes, tuple(factors), second_plane)  # type: ignore[arg-type]
+    return SRPass("through-plane", model, plane_axes, tuple(factors), second_plane, origin)  # type: ignore[arg-type]
 
 
 def _in_plane(options: RestoreOptions, axis: int) -> SRPass:
@@ -119,7 +132,8 @@ def _in_plane(options: RestoreOptions, axis: int) -> SRPass:
     plane_axes = tuple(a for a in range(3) if a != axis)
     factors = [rows, rows, rows]
     factors[axis] = 1
-    return SRPass("in-plane", model, plane_axes, tuple(factors))  # type: ignore[arg-type]
+    origin = "--scale" if options.scale is not None else f"the model {model.name}"
+    return SRPass("in-plane", model, plane_axes, tuple(factors), None, origin)  # type: ignore[arg-type]
 
 
 def plan_passes(
@@ -342,6 +356,7 @@ def restore_nifti(input_path: Path, output_path: Path, options: RestoreOptions) 
                 "sha256": p.model.sha256,
                 "plane_axes": list(p.plane_axes),
                 "planes_averaged": [list(plane) for plane in p.planes],
+                "factor_from": p.origin,
             }
             for p in passes
         ],
@@ -382,4 +397,4 @@ def _report(input_path: Path, output_path: Path, kind: str, passes: Sequence[SRP
             normalization: Normalization, reports: list[Any], notes: list[str]) -> RestoreReport:
     """The report of a volume restore: the models of every pass joined, the normalisation recorded."""
     return RestoreReport(input_path, output_path, kind, " + ".join(p.model.name for p in passes), factors,
-                         normalization.to_dict(), reports, notes)
+                         normalization.to_dict(), reports, [step.describe() for step in passes] + notes)
