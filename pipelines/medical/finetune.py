@@ -98,7 +98,7 @@ def _fitted_patch_size(options: FinetuneOptions, images: list[FinetuneImage], fa
 
 
 def finetune_medical(
-    inputs: list[Path], output: Path, options: FinetuneOptions, slice_profile: str = "gaussian"
+    inputs: list[Path], output: Path, options: FinetuneOptions, slice_profile: str | None = None
 ) -> FinetuneReport:
     """Fine-tune a through-plane ``(s, 1)`` model on NIfTI volumes or DICOM series (see the module docstring).
 
@@ -113,7 +113,8 @@ def finetune_medical(
             :func:`~srrestore.pipelines.medical.initial_model.through_plane_start`);
             ``patch_size`` is lowered to fit small slices.
         slice_profile: ``"gaussian"`` (full width at half maximum = slice
-            thickness, as SMORE) or ``"box"`` (an ideal slab of the slice thickness).
+            thickness, as SMORE; the default when None) or ``"box"`` (an ideal
+            slab of the slice thickness).
 
     Returns:
         The core's report, with notes on the slice profile, the start and the
@@ -127,13 +128,17 @@ def finetune_medical(
         OutputExistsError, OutputWriteError: the output exists or cannot be written.
     """
     started = time.monotonic()
-    kind = check_choice("slice profile", slice_profile, PROFILE_KINDS)
+    kind = check_choice("slice profile", slice_profile or "gaussian", PROFILE_KINDS)
+    profile_from = "--slice-profile" if slice_profile is not None else "the default"
     if not inputs:
         raise ConfigError("no input scan to fine-tune on")
     _check_options(options)
     check_output_path(Path(output), options.overwrite, inputs)  # before reading the scans (the core checks again)
     scans = [read_scan(Path(path)) for path in inputs]
     factor = _common_factor(scans, options.scale)
+    factor_from = "--scale" if options.scale is not None else (
+        f"the header: slice spacing {scans[0].spacings[scans[0].axis]:g} mm over in-plane"
+        f" {scans[0].in_plane_spacing:g} mm")
     profile = _common_profile(scans, kind, factor)
     images = [image for scan in scans for image in in_plane_images(scan, factor)]
     patch_size = _fitted_patch_size(options, images, factor)
@@ -141,7 +146,8 @@ def finetune_medical(
     card = {
         "domain": "medical",
         "task": f"through-plane x{factor}: apply along the slice axis on both orthogonal planes, averaged",
-        "degradation_model": {"slice_profile": profile.to_dict(), "from": "header slice thickness and spacing"},
+        "degradation_model": {"slice_profile": profile.to_dict(), "from": "header slice thickness and spacing",
+                              "factor_from": factor_from, "profile_from": profile_from},
         "training_pairs": "in-plane slices (both orientations) degraded along one axis by the slice profile",
         "normalization": {str(scan.path): scan.normalization.to_dict() for scan in scans},
         "initialisation": initialisation,
@@ -154,11 +160,12 @@ def finetune_medical(
     axes = ", ".join(str(scan.axis) for scan in scans)
     kind_of_model = "adversarial (GAN)" if report.phase == "gan" else "PSNR-oriented (no adversarial loss)"
     report.notes[:0] = [
-        (f"through-plane x{factor} along axis {axes}: {kind} slice profile of {profile.width:.3g} pixels of"
-         f" {pixel:.3g} mm; {len(images)} in-plane slice images"),
+        (f"through-plane x{factor} along axis {axes} (factor from {factor_from}): {kind} slice profile"
+         f" (from {profile_from}) of {profile.width:.3g} pixels of {pixel:.3g} mm; {len(images)} in-plane"
+         " slice images"),
         f"start: {initialisation}",
         *([f"patch size lowered from {options.patch_size} to {patch_size} to fit the slices"]
           if patch_size != options.patch_size else []),
-        f"{kind_of_model} model; restore with: srrestore restore SCAN OUT --model {output}",
+        f"{kind_of_model} model; restore with: srrestore restore SCAN OUT --slice-scale {factor} --model {output}",
     ]
     return report

@@ -45,7 +45,7 @@ def _run(inputs: list[Path], output: Path, options: Any, slice_profile: str | No
     if all(kind in MEDICAL_FORMATS for kind in kinds.values()):
         from srrestore.pipelines.medical.finetune import finetune_medical
 
-        return finetune_medical(inputs, output, options, slice_profile or "gaussian")
+        return finetune_medical(inputs, output, options, slice_profile)
     described = ", ".join(f"{path} ({kind})" for path, kind in kinds.items())
     raise UnsupportedInputError(
         f"fine-tuning takes GeoTIFF scenes or NIfTI/DICOM scans of one kind, got {described}; "

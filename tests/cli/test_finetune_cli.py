@@ -69,7 +69,7 @@ def test_medical_inputs_go_to_the_medical_pipeline(tmp_path, tiny, monkeypatch):
     calls = []
 
     def finetune_medical(inputs: list[Path], output: Path, options: FinetuneOptions,
-                         slice_profile: str) -> FinetuneReport:
+                         slice_profile: str | None) -> FinetuneReport:
         calls.append((inputs, output, options, slice_profile))
         return FinetuneReport(output, "tiny", 1, (4, 4), "psnr", 3, 3, 1.0, False)
 
@@ -79,7 +79,7 @@ def test_medical_inputs_go_to_the_medical_pipeline(tmp_path, tiny, monkeypatch):
     result = run("finetune", volume, "--out", tmp_path / "m.safetensors", "--model", tiny, "--steps", "7", "--quiet")
     assert result.exit_code == 0, result.output
     assert calls[0][0] == [volume] and calls[0][2].steps == 7 and calls[0][2].model == str(tiny)
-    assert calls[0][3] == "gaussian"
+    assert calls[0][3] is None  # not given: the pipeline takes its default and says so
     result = run("finetune", volume, "--out", tmp_path / "m.safetensors", "--model", tiny, "--slice-profile", "box",
                  "--quiet")
     assert result.exit_code == 0, result.output
