@@ -5,15 +5,17 @@ the figure shows what the architecture costs; ``--compile`` adds the same
 network compiled by ``torch.compile`` (as ``srrestore restore --compile`` runs
 it; the compilation is not timed); ``--onnx`` the network exported to ONNX and run
 by ONNX Runtime (as ``srrestore restore --model m.onnx`` runs it; the export is
-not timed). Every row is measured in the same run, so their ratios compare.
+not timed); ``--layouts`` the eager network in channels-last memory and under
+bf16 autocast. Every row is measured in the same run, so their ratios compare.
 Usage::
 
-    python benchmarks/speed.py --model srgan-rgb-x4-psnr --size 128 --threads 1 2 --compile --onnx
+    python benchmarks/speed.py --model srgan-rgb-x4-psnr --size 128 --threads 1 2 --compile --onnx --layouts
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shlex
 import sys
@@ -28,7 +30,12 @@ from srrestore.models.onnx import export_onnx
 from srrestore.sr_model import SRModel, load_model
 
 
-def measure(model: SRModel, size: int, threads: int, repeats: int, compile: bool = False) -> float:
+LAYOUTS = ("fp32", "channels-last", "bf16")
+"""CPU variants of the eager network: float32 as it is, float32 in channels-last memory, bf16 autocast."""
+
+
+def measure(model: SRModel, size: int, threads: int, repeats: int, compile: bool = False,
+            layout: str = "fp32") -> float:
     """Output megapixels per second of one ``(1, C, size, size)`` forward pass of ``model``'s network."""
     torch.set_num_threads(threads)
     if model.backend == "onnxruntime":
@@ -36,13 +43,31 @@ def measure(model: SRModel, size: int, threads: int, repeats: int, compile: bool
     network = compiled(model.network) if compile else model.network
     sy, sx = model.spec.scale
     batch = torch.rand(1, model.spec.in_channels, size, size)
-    with torch.no_grad():
+    if layout == "channels-last":
+        network = network.to(memory_format=torch.channels_last)
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=layout == "bf16")
+    with torch.no_grad(), autocast:
         network(batch)
         start = time.perf_counter()
         for _ in range(repeats):
             network(batch)
         seconds = (time.perf_counter() - start) / repeats
+    if layout == "channels-last":
+        network.to(memory_format=torch.contiguous_format)
     return size * size * sy * sx / seconds / 1e6
+
+
+def cpu_line() -> str:
+    """The CPU model and the flags that decide the fast paths (oneDNN uses AMX or AVX512-BF16 for bf16)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    wanted = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if flag in flags]
+    return f"{model} ({', '.join(wanted) or 'no AVX2'})"
 
 
 def main() -> None:
@@ -53,20 +78,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also measure the network compiled by torch.compile")
     parser.add_argument("--onnx", action="store_true", help="also measure the ONNX export run by ONNX Runtime")
+    parser.add_argument("--layouts", action="store_true",
+                        help="also measure the eager network in channels-last memory and under bf16 autocast")
     args = parser.parse_args()
     model = load_model(args.model)
-    rows = [("", model, False)] + ([(", compiled", model, True)] if args.compile else [])
+    rows = [("", model, False, "fp32")] + ([(", compiled", model, True, "fp32")] if args.compile else [])
+    if args.layouts:
+        rows += [(f", {layout}", model, False, layout) for layout in LAYOUTS[1:]]
     with tempfile.TemporaryDirectory() as folder:
         if args.onnx:
             exported = export_onnx(model.source, Path(folder) / "model.onnx")
-            rows.append((", ONNX Runtime", load_model(str(exported)), False))
+            rows.append((", ONNX Runtime", load_model(str(exported)), False, "fp32"))
         print("| model | input | threads | output MP/s |\n|---|---|---|---|")
-        for suffix, runnable, compile in rows:
+        for suffix, runnable, compile, layout in rows:
             for threads in args.threads:
-                rate = measure(runnable, args.size, threads, args.repeats, compile)
+                rate = measure(runnable, args.size, threads, args.repeats, compile, layout)
                 print(f"| {args.model}{suffix} | {args.size}x{args.size} | {threads} | {rate:.2f} |")
-    print(f"\nCommand: `python {shlex.join(sys.argv)}`  \nMachine: {platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__}")
+    print(f"\nCommand: `python {shlex.join(sys.argv)}`  \nMachine: {cpu_line()}, torch {torch.__version__}, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
