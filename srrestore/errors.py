@@ -76,7 +76,9 @@ def error_reason(error: BaseException) -> str:
 
     An operating-system error's text wins (``"No space left on device"``, with a
     hint for ``EFBIG``); otherwise the innermost message that is not a pointer
-    to another one (GDAL's "See previous exception for details").
+    to another one (GDAL's "See previous exception for details"), prefixed by
+    its type when it is a built-in Python error, whose bare text says little
+    (``"IndexError: list index out of range"``).
     """
     import errno
 
@@ -90,8 +92,12 @@ def error_reason(error: BaseException) -> str:
         innermost = system[-1]
         hint = " (the file size limit or the disk is full)" if innermost.errno == errno.EFBIG else ""
         return f"{innermost.strerror}{hint}"
-    messages = [one_line(e).splitlines()[0] for e in chain if "previous exception" not in str(e)]
-    return (messages[-1] if messages else "") or type(error).__name__
+    telling = [e for e in chain if "previous exception" not in str(e)]
+    if not telling:
+        return type(error).__name__
+    innermost = telling[-1]
+    message = one_line(innermost).splitlines()[0]
+    return f"{type(innermost).__name__}: {message}" if type(innermost).__module__ == "builtins" else message
 
 
 class CheckpointError(SRRestoreError, ValueError):

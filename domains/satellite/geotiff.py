@@ -182,7 +182,7 @@ class GeoTiffReader:
         except self.DAMAGED_FILE_ERRORS as error:
             raise InputReadError(
                 f"cannot open raster {self.path}: the file looks truncated or corrupt, or is not a raster"
-                f" ({self._reason(error)})"
+                f" ({error_reason(error)})"
             ) from error
         try:
             self._check()
@@ -223,24 +223,10 @@ class GeoTiffReader:
                 raise ConfigError(f"--nodata {nodata:g} is not a {dtype} value")
         return float(nodata)
 
-    @staticmethod
-    def _reason(error: BaseException) -> str:
-        """The most specific one-line reason in ``error``'s chain.
-
-        rasterio's own message is often "Read failed. See previous exception for
-        details."; the innermost cause holds GDAL's reason (e.g. "TIFFFillStrip:Read
-        error at scanline 52; got 496 bytes, expected 1380"). Non-GDAL errors are
-        named by type ("IndexError: list index out of range").
-        """
-        while error.__cause__ is not None:
-            error = error.__cause__
-        message = " ".join(str(error).split())
-        return message if isinstance(error, GDAL_ERRORS) else f"{type(error).__name__}: {message}"
-
     def _damaged(self, what: str, error: BaseException) -> InputReadError:
         """The error for a failed read of ``what`` (``"the metadata"``, ``"rows 0:512, columns 0:512"``...)."""
         return InputReadError(
-            f"cannot read {what} of {self.path}: the file looks truncated or corrupt ({self._reason(error)})"
+            f"cannot read {what} of {self.path}: the file looks truncated or corrupt ({error_reason(error)})"
         )
 
     def _check(self) -> None:
