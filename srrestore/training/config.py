@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from srrestore.errors import ConfigError, InputReadError, MissingDependencyError, check_choice
+from srrestore.losses.monai_perceptual import MONAI_NETWORKS
 from srrestore.losses.total import LossConfig
 from srrestore.training.degradation import Degradation
 
@@ -51,7 +52,7 @@ SUPPORTED_FACTORS = (1, 2, 3, 4, 8)
 # Fields a resumed run may change; every other field must equal the stored recipe. The precision
 # may change (weights and Adam states are float32 whatever it is; fp16 loss scaling starts afresh).
 RESUMABLE_FIELDS = ("pretrain_steps", "gan_steps", "log_interval", "val_interval", "checkpoint_interval",
-                    "num_workers", "card", "precision")
+                    "num_workers", "card", "precision", "max_minutes", "patience")
 
 
 def parse_scale(value: Any) -> tuple[int, int]:
@@ -75,6 +76,10 @@ def parse_scale(value: Any) -> tuple[int, int]:
     if len(pair) != 2 or any(factor not in SUPPORTED_FACTORS for factor in pair) or pair == (1, 1):
         raise ConfigError(f"scale must be two factors from {SUPPORTED_FACTORS}, not both 1; got {value!r}")
     return int(pair[0]), int(pair[1])
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _from_table(cls: type, table: Any, label: str) -> Any:
@@ -154,9 +159,14 @@ class TrainingConfig:
         discriminator_options: overrides (e.g. ``num_features``).
         patch_size: HR patch side in pixels (a multiple of both factors).
         batch_size: patches per step (per process under DDP).
-        pretrain_steps: phase 1 steps (pixel loss only).
+        pretrain_steps: phase 1 steps (no discriminator).
         gan_steps: phase 2 steps (alternating discriminator and generator).
         deep_supervision: phase 1 averages the pixel loss over every feedback pass.
+        pretrain_pixel_weight: weight of the pixel loss in phase 1 (>= 0).
+        pretrain_content_weight: weight of ``loss``'s content loss (on the
+            last feedback pass) in phase 1 (>= 0; 0, the default: SRGAN's
+            pixel-only pre-training). Fine-tuning with a perceptual loss and
+            no adversary is a phase-1 run with this weight.
         degradation: how LR inputs are made (its scale follows ``scale``).
         loss: phase 2 generator loss; its pixel kind is also phase 1's loss.
         pretrain_optimizer: the generator's Adam in phase 1.
@@ -164,6 +174,18 @@ class TrainingConfig:
         discriminator_optimizer: the discriminator's Adam.
         ema_decay: exponential moving average of the generator's weights; the
             averaged weights are validated and saved.
+        keep_best: at the end of each phase, keep the averaged weights that
+            scored the best PSNR on the first validation set, the weights the
+            phase started from included (scored before its first step): a run
+            never saves weights worse there than where it started. Needs a
+            validation set.
+        patience: with ``keep_best``, end the phase after this many
+            validations in a row without a new best (0: never).
+        max_minutes: wall-clock budget of the whole run in minutes, over all
+            sessions (None: none). The run ends before a step that would pass
+            it, saving its models, and every learning-rate schedule runs on
+            ``max(step progress, time progress)``, so a run the budget stops has
+            annealed too.
         grad_clip: maximum gradient norm per network and step; 0 = no clipping.
         precision: ``auto`` (bf16 on CUDA GPUs with native bf16, fp16 on older
             ones; fp32 elsewhere), ``fp32``, ``bf16`` or ``fp16``; reduced
@@ -191,12 +213,17 @@ class TrainingConfig:
     pretrain_steps: int = 2000
     gan_steps: int = 1000
     deep_supervision: bool = True
+    pretrain_pixel_weight: float = 1.0
+    pretrain_content_weight: float = 0.0
     degradation: Degradation = field(default_factory=dict)  # type: ignore[assignment]  # built with `scale`
     loss: LossConfig = field(default_factory=LossConfig)
     pretrain_optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     generator_optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(lr=1e-4))
     discriminator_optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(lr=1e-4))
     ema_decay: float = 0.999
+    keep_best: bool = False
+    patience: int = 0
+    max_minutes: float | None = None
     grad_clip: float = 0.0
     precision: str = "auto"
     channels_last: bool = True
@@ -236,6 +263,10 @@ class TrainingConfig:
             "pretrain_steps": self.pretrain_steps >= 0,
             "gan_steps": self.gan_steps >= 0,
             "ema_decay": 0 <= self.ema_decay < 1,
+            "pretrain_pixel_weight": _finite(self.pretrain_pixel_weight) and self.pretrain_pixel_weight >= 0,
+            "pretrain_content_weight": _finite(self.pretrain_content_weight) and self.pretrain_content_weight >= 0,
+            "patience": isinstance(self.patience, int) and self.patience >= 0,
+            "max_minutes": self.max_minutes is None or (_finite(self.max_minutes) and self.max_minutes > 0),
             "grad_clip": self.grad_clip >= 0,
             "num_workers": self.num_workers >= 0,
             "val_fraction": 0 <= self.val_fraction < 1,
@@ -249,6 +280,13 @@ class TrainingConfig:
                 raise ConfigError(f"invalid {name}{hint}: {getattr(self, name)!r}")
         if self.pretrain_steps + self.gan_steps < 1:
             raise ConfigError("pretrain_steps + gan_steps must be at least 1")
+        if self.pretrain_steps and self.pretrain_pixel_weight == self.pretrain_content_weight == 0:
+            raise ConfigError("phase 1's pixel and content weights are both 0")
+        if self.pretrain_content_weight > 0 and self.loss.content not in ("vgg", *MONAI_NETWORKS):
+            raise ConfigError(f"pretrain_content_weight={self.pretrain_content_weight} needs a perceptual content "
+                              f"loss in [loss] (content = \"vgg\" or a MONAI network), not {self.loss.content!r}")
+        if self.patience and not self.keep_best:
+            raise ConfigError("patience counts validations without a new best: set keep_best = true")
 
     @property
     def total_steps(self) -> int:

@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -250,6 +250,10 @@ class PatchDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
+    def summary(self) -> dict[str, Any]:
+        """What a model's training summary records about these patches."""
+        return {"images": len(self.images)}
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if index < 0:
             raise IndexError(f"patch index must be >= 0, got {index}")
@@ -301,6 +305,10 @@ class ValidationSet:
             raise ConfigError(f"validation set {name!r} has no image")
         self.name = name
         self.scale = degradation.scale
+        channels = "BT.601 Y" if images[0].pixels.shape[0] == 3 else "all channels"
+        factors = f"x{self.scale[0]}" if self.scale[0] == self.scale[1] else "x".join(map(str, self.scale))
+        self.protocol = (f"{degradation.kernel} downscaling {factors} (MATLAB imresize), outputs rounded to the "
+                         f"source grid, {channels}, border shave = scale")
         self.pairs = []
         for index, image in enumerate(images):
             hr = unit_intensity(_modcrop(image.pixels, self.scale), image.levels)

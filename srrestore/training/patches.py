@@ -38,12 +38,15 @@ without room for a band is used for training only.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from srrestore.engine.nodata import fill_nodata, nearest_valid, upsample_mask
@@ -52,12 +55,14 @@ from srrestore.errors import ConfigError, UnsupportedInputError
 from srrestore.training.data import augment_pair
 from srrestore.training.degradation import Degradation
 
-__all__ = ["FinetuneImage", "HoldoutBand", "ValidPatches", "holdout_band", "valid_positions"]
+__all__ = ["FinetuneImage", "HoldoutBand", "PatchValidation", "ValidPatches", "holdout_band", "patches_fingerprint",
+           "valid_positions"]
 
 MIN_HOLDOUT_LR = 8  # LR pixels a side of the smallest validation patch
 MAX_HOLDOUT_SHARE = 0.25  # of an axis, the most a band may take when the asked share is below one patch
 
 HOLDOUT_STREAM = 1 << 41  # seeds the held-out draws, far from every training item's key
+EVALUATION_KEY = 1 << 40  # keys of the fixed training patches scored when nothing is held out
 
 
 @dataclass(frozen=True)
@@ -325,6 +330,11 @@ class ValidPatches(Dataset):
     def __len__(self) -> int:
         return self.num_positions
 
+    def summary(self) -> dict[str, Any]:
+        """What a model's training summary records about these patches."""
+        return {"patch_positions": self.num_positions, "held_out_positions": self.num_holdout,
+                "degradation": self.degradation.to_dict() if self.degradation is not None else "paired"}
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if index < 0:
             raise IndexError(f"patch index must be >= 0, got {index}")
@@ -382,3 +392,47 @@ class ValidPatches(Dataset):
             pairs.append(self._pair(source, int(top), int(left), self.holdout_size, rng))
         return (torch.from_numpy(np.stack([lr for lr, _ in pairs]).astype(np.float32)),
                 torch.from_numpy(np.stack([hr for _, hr in pairs]).astype(np.float32)))
+
+
+def patches_fingerprint(images: Sequence[FinetuneImage]) -> str:
+    """SHA-256 of the images' names, values and masks: a resumed fine-tuning run must see the same data."""
+    digest = hashlib.sha256()
+    for image in images:
+        digest.update(image.name.encode())
+        for array in (image.hr, image.valid, image.lr, image.lr_valid):
+            if array is not None:
+                digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+class PatchValidation:
+    """Fixed patches of a :class:`ValidPatches`, scored in normalised units: fine-tuning's validation set.
+
+    Held-out patches (:meth:`ValidPatches.holdout_batch`) when the images
+    have held-out bands, else fixed training patches, which cannot show
+    overfitting (``name`` says which: ``"held-out"`` or ``"training"``).
+    Scores: PSNR over all patches' pixels (data range 1) and mean absolute
+    error, beside bicubic upscaling's.
+
+    Args:
+        patches: the fine-tuning patches.
+        count: how many patches are scored.
+    """
+
+    def __init__(self, patches: ValidPatches, count: int = 32) -> None:
+        self.name = "held-out" if patches.num_holdout else "training"
+        self.lr, self.hr = (patches.holdout_batch(count) if patches.num_holdout
+                            else patches.batch(range(EVALUATION_KEY, EVALUATION_KEY + count)))
+        self.protocol = f"{count} fixed {self.name} patches, normalised units, PSNR range 1"
+        bicubic = F.interpolate(self.lr, scale_factor=patches.scale, mode="bicubic", align_corners=False)
+        self._bicubic = {f"bicubic_{name}": value for name, value in _patch_scores(bicubic, self.hr).items()}
+
+    def scores(self, predict: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
+        """``psnr`` and ``l1`` of ``predict(lr (C, h, w)) -> (C, H, W)`` on every patch, and bicubic's."""
+        predictions = torch.from_numpy(np.stack([predict(lr) for lr in self.lr.numpy()]))
+        return {**_patch_scores(predictions, self.hr), **self._bicubic}
+
+
+def _patch_scores(prediction: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+    mse = float(F.mse_loss(prediction, hr).item())
+    return {"psnr": math.inf if mse == 0 else 10 * math.log10(1.0 / mse), "l1": float(F.l1_loss(prediction, hr).item())}

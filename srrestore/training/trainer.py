@@ -10,24 +10,33 @@ a discriminator step on ``L_D`` and a generator step on
 the GAN model.
 
 Around that: Adam with a per-phase schedule, gradient clipping, AMP (bf16 or
-fp16 with loss scaling) and channels-last on CUDA only, deterministic data
-(see :mod:`srrestore.training.data`), periodic validation of the EMA weights,
-a tqdm progress bar, a JSONL log and resumable states that continue a run
+fp16 with loss scaling; on CUDA, and on the CPU when asked for), channels-last
+on CUDA, deterministic data, periodic validation of the EMA weights, a tqdm
+progress bar, a JSONL log and resumable states that continue a run
 bit-exactly on the CPU. Launched with ``torchrun``, it trains with
-DistributedDataParallel (one process per GPU; rank 0 validates, logs and
-writes files; logged losses are rank 0's).
+DistributedDataParallel (one process per GPU, or several on the CPU with Gloo;
+rank 0 validates, logs and writes files; logged losses are rank 0's; rank 0's
+clock and validation decide every stop).
+
+The same loop fine-tunes (:mod:`srrestore.training.finetune`): a run that
+starts from a trained generator (``initial``), on any dataset that follows
+:class:`TrainingPatches` (whole-image patches, valid-pixel patches with a
+held-out band, anisotropic slice pairs), with the recipe's ``keep_best``,
+``patience`` and ``max_minutes``: the saved weights are the best on the
+validation set, the start included, and a time budget ends the run cleanly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -46,18 +55,58 @@ from srrestore.engine.devices import (
     to_device,
 )
 from srrestore.errors import ConfigError
+from srrestore.losses.monai_perceptual import MONAI_NETWORKS
 from srrestore.losses.pixel import PixelLoss
-from srrestore.losses.total import GeneratorLoss
+from srrestore.losses.total import GeneratorLoss, LossConfig
 from srrestore.models.checkpoint import CheckpointInfo, save_generator, untrained_history_entry
 from srrestore.models.discriminator import PatchDiscriminator, create_discriminator
 from srrestore.models.generator import SRGenerator, create_generator
 from srrestore.models.surgery import grow_generator
 from srrestore.training.config import OptimizerConfig, TrainingConfig
-from srrestore.training.data import PatchDataset, StepSampler, ValidationSet
+from srrestore.training.data import StepSampler
 from srrestore.training.ema import ModelEMA
+from srrestore.training.selection import KeepBest
 from srrestore.training.state import TrainingState, capture_rng, restore_rng, save_state
 
-__all__ = ["TrainingOutputs", "TrainingResult", "DistributedContext", "Trainer", "describe_device"]
+__all__ = ["DistributedContext", "Trainer", "TrainingOutputs", "TrainingPatches", "TrainingResult", "Validation",
+           "describe_device"]
+
+
+class TrainingPatches(Protocol):
+    """What the loop trains on: ``(lr, hr)`` patch pairs, item ``i`` a pure function of ``(seed, i)``.
+
+    Implemented by :class:`~srrestore.training.data.PatchDataset` (whole
+    images, bicubic-style degradation) and
+    :class:`~srrestore.training.patches.ValidPatches` (valid pixels only,
+    sensor degradations, slice profiles or real pairs, held-out bands).
+    Items are float32 tensors ``(C, patch / sy, patch / sx)`` and ``(C, patch, patch)``.
+    """
+
+    patch_size: int
+    scale: tuple[int, int]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def summary(self) -> dict[str, Any]:
+        """What the training summary records about the data."""
+        ...
+
+
+class Validation(Protocol):
+    """A validation set: ``scores`` gives ``psnr`` (which ``keep_best`` compares), ``bicubic_psnr`` and more.
+
+    Implemented by :class:`~srrestore.training.data.ValidationSet` (whole
+    images, benchmark protocol) and
+    :class:`~srrestore.training.patches.PatchValidation` (fixed patches in
+    normalised units).
+    """
+
+    name: str
+    protocol: str
+
+    def scores(self, predict: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]: ...
 
 
 @dataclass(frozen=True)
@@ -68,13 +117,14 @@ class TrainingOutputs:
         model: the final generator: phase 2's EMA (phase ``"gan"``), or phase
             1's when there is no phase 2.
         psnr_model: phase 1's EMA generator (phase ``"psnr"``).
-        state: the resumable training state.
+        state: the resumable training state (None: none is written, and an
+            interrupted run cannot be resumed).
         log: the JSONL log (None: no log).
     """
 
     model: Path
     psnr_model: Path
-    state: Path
+    state: Path | None
     log: Path | None = None
 
     @classmethod
@@ -109,9 +159,14 @@ class TrainingResult:
     Attributes:
         outputs: the files of the run.
         step: steps done so far (over all sessions of the run).
-        finished: True when both phases are complete.
-        metrics: last validation per phase and set: ``{"psnr": {"Set5": {"psnr": ..., ...}}}``.
+        finished: True when the run is over: both phases complete, or ended
+            early by ``max_minutes`` or ``patience``.
+        metrics: the saved weights' validation per phase and set:
+            ``{"psnr": {"Set5": {"psnr": ..., ...}}}``.
         seconds: training wall time over all sessions.
+        stopped_by: ``"time budget"`` or ``"patience"`` when the run ended
+            early, else None.
+        saved: the model files written by this session.
     """
 
     outputs: TrainingOutputs
@@ -119,6 +174,8 @@ class TrainingResult:
     finished: bool
     metrics: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     seconds: float = 0.0
+    stopped_by: str | None = None
+    saved: list[Path] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -160,6 +217,20 @@ class DistributedContext:
     def barrier(self) -> None:
         if self.enabled:
             torch.distributed.barrier()
+
+    def agree(self, value: float) -> float:
+        """Rank 0's ``value`` on every rank (its clock and validations decide for all)."""
+        if not self.enabled:
+            return value
+        shared = torch.tensor([value], dtype=torch.float64)
+        torch.distributed.broadcast(shared, src=0)
+        return float(shared.item())
+
+    def share(self, module: nn.Module) -> None:
+        """Copy rank 0's weights and buffers of ``module`` to every rank."""
+        if self.enabled:
+            for value in module.state_dict().values():
+                torch.distributed.broadcast(value, src=0)
 
     def check_on_main(self, check: Callable[[], None]) -> None:
         """Run ``check`` on rank 0; when it raises, every rank raises the same error at once.
@@ -263,27 +334,31 @@ class _StepTimer:
 
 
 class Trainer:
-    """Runs (or resumes) one two-phase training run.
+    """Runs (or resumes) one training run: two phases from scratch, or fine-tuning from ``initial``.
 
     Args:
         config: the recipe.
-        dataset: training patches (its degradation and patch size follow ``config``).
+        dataset: training patches; their patch size and scale must be the recipe's.
         validation: sets measured every ``config.val_interval`` steps and at
-            the end of each phase (may be empty).
+            the end of each phase (may be empty; ``keep_best`` decides on the first).
         outputs: where the models, state and log go.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (under
             torchrun with CUDA, each rank takes ``cuda:LOCAL_RANK``).
-        sources: training folders, recorded in the checkpoints.
+        sources: training folders or files, recorded in the checkpoints.
         validation_sources: validation folders, recorded likewise.
-        data_fingerprint: :func:`~srrestore.training.data.images_fingerprint`
-            of the training images; a resumed run must match it.
+        data_fingerprint: a hash of the training data
+            (:func:`~srrestore.training.data.images_fingerprint`,
+            :func:`~srrestore.training.patches.patches_fingerprint`); a resumed run must match it.
         resume_from: a state written by an earlier session of this run.
         initial: a trained generator and its checkpoint description to start
-            from (``srrestore train --init``): its weights seed the generator
-            and its EMA, and its card's steps and seconds carry over, so
+            from (``srrestore train --init``, fine-tuning): its weights seed the
+            generator and its EMA, and its card's steps and seconds carry over, so
             several short sessions add up to one model's history.
         overwrite: replace existing output files (implied when resuming).
         progress: show a tqdm progress bar.
+        started: ``time.monotonic()`` when the command started: the time
+            before training (reading the data) counts toward ``max_minutes``;
+            None: the budget counts from :meth:`run`.
 
     Raises:
         ConfigError: bad configuration, or a state that does not fit it.
@@ -294,8 +369,8 @@ class Trainer:
     def __init__(
         self,
         config: TrainingConfig,
-        dataset: PatchDataset,
-        validation: Sequence[ValidationSet],
+        dataset: TrainingPatches,
+        validation: Sequence[Validation],
         outputs: TrainingOutputs,
         device: str = "auto",
         sources: Sequence[str] = (),
@@ -305,6 +380,7 @@ class Trainer:
         initial: tuple[SRGenerator, CheckpointInfo] | None = None,
         overwrite: bool = False,
         progress: bool = True,
+        started: float | None = None,
     ) -> None:
         self.config = config
         self.dataset = dataset
@@ -314,13 +390,17 @@ class Trainer:
         self.validation_sources = [str(source) for source in validation_sources]
         self.data_fingerprint = data_fingerprint
         self.progress = progress
+        self.started = started
         self.distributed = DistributedContext.from_environment()
         self.device = self.distributed.setup(resolve_device(device))
+        self.amp_dtype = self._training_precision()
         on_cuda = self.device.type == "cuda"
-        self.amp_dtype = resolve_precision(config.precision, self.device) if on_cuda else None
         self.memory_format = torch.channels_last if on_cuda and config.channels_last else torch.contiguous_format
-        if dataset.patch_size != config.patch_size or dataset.degradation != config.degradation:
-            raise ConfigError("the dataset's patch size or degradation differs from the recipe's")
+        if dataset.patch_size != config.patch_size or tuple(dataset.scale) != config.scale:
+            raise ConfigError(f"the dataset's patch size {dataset.patch_size} or scale {tuple(dataset.scale)} differs "
+                              f"from the recipe's ({config.patch_size}, {config.scale})")
+        if config.keep_best and not self.validation:
+            raise ConfigError("keep_best needs a validation set")
 
         def check_outputs() -> None:
             for path in outputs.files():
@@ -334,9 +414,10 @@ class Trainer:
         self.generator_passes = self._parallel(_FeedbackPasses(self.generator))
         self.ema = ModelEMA(self.generator, config.ema_decay)
         self.pixel_loss = PixelLoss(config.loss.pixel, config.loss.pixel_eps)
+        self.pretrain_content = self._pretrain_content_loss()
         first_optimizer = config.pretrain_optimizer if config.pretrain_steps > 0 else config.generator_optimizer
         self.optimizer_g = self._adam(self.generator, first_optimizer)
-        self.scaler_g = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.scaler_g = self._scaler()
         self.adversary = self._build_adversary() if config.gan_steps > 0 else None
 
         self.step = 0
@@ -344,12 +425,34 @@ class Trainer:
         self.elapsed = 0.0
         self.metrics: dict[str, dict[str, dict[str, float]]] = {}
         self.history: list[dict[str, Any]] = []
+        self.initial_phase: str | None = None
+        self.selection: KeepBest | None = None  # the current phase's best weights (rank 0, keep_best)
+        self.selections: dict[str, dict[str, Any]] = {}  # finished phases' keep-best records
+        self.step_losses: list[dict[str, float]] = []  # this session's losses, one record per step
+        self.stopped_by: str | None = None
+        self._validated_step = -1
+        self._time_fraction = 0.0
+        self._mark = time.perf_counter()
+        self._saved: list[Path | None] = []  # this session's model files
         if initial is not None:
             self._initialise(*initial)
         if resume_from is not None:
             self._restore(resume_from)
 
     # -- construction -------------------------------------------------------------------------------
+
+    def _training_precision(self) -> torch.dtype | None:
+        """The autocast dtype: the recipe's precision on CUDA and, when asked for by name, on the CPU."""
+        dtype = resolve_precision(self.config.precision, self.device)
+        if self.device.type in ("cuda", "cpu"):
+            return dtype
+        if dtype is not None:
+            raise ConfigError(f"{precision_name(dtype)} training runs on CUDA or the CPU, not {self.device.type}")
+        return None
+
+    def _scaler(self) -> torch.amp.GradScaler:
+        """fp16 loss scaling (disabled at other precisions)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
     def _build_generator(self) -> SRGenerator:
         config = self.config
@@ -361,6 +464,13 @@ class Trainer:
             raise ConfigError(f"cannot build generator {config.generator!r}: {error}") from error
         return generator.to(self.device, memory_format=self.memory_format).train()
 
+    def _pretrain_content_loss(self) -> GeneratorLoss | None:
+        """Phase 1's weighted content loss (None: phase 1 is pixel-only)."""
+        weight = self.config.pretrain_content_weight
+        if weight == 0:
+            return None
+        loss = dataclasses.replace(self.config.loss, alpha=0.0, beta=0.0, gamma=weight)
+        return GeneratorLoss(loss).to(self.device)
     def _build_adversary(self) -> _Adversary:
         config = self.config
         try:
@@ -378,7 +488,7 @@ class Trainer:
             network=discriminator,
             parallel=self._parallel(discriminator),
             optimizer=self._adam(discriminator, config.discriminator_optimizer),
-            scaler=torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16),
+            scaler=self._scaler(),
             loss=GeneratorLoss(config.loss).to(self.device),
         )
 
@@ -403,6 +513,7 @@ class Trainer:
         """
         grown = grow_generator(generator, self.generator)
         self.ema.module.load_state_dict(self.generator.state_dict())
+        self.initial_phase = info.phase
         card = info.card
         self.history = list(card.get("history", [])) or [
             {"steps": card.get("steps", {}), "seconds": card.get("training_seconds", 0.0),
@@ -413,9 +524,13 @@ class Trainer:
 
     def _session(self, phase: str) -> dict[str, Any]:
         """This run's entry in a card's history."""
-        config = self.config
-        return {"steps": {"pretrain": config.pretrain_steps, "gan": config.gan_steps if phase == "gan" else 0},
-                "seconds": round(self.elapsed, 1), "hardware": describe_device(self.device)}
+        return {"steps": self._phase_steps(phase), "seconds": round(self.elapsed, 1),
+                "hardware": describe_device(self.device)}
+
+    def _phase_steps(self, phase: str) -> dict[str, int]:
+        """Steps done per phase by this run when ``phase``'s model is saved."""
+        pretrain = min(self.step, self.config.pretrain_steps)
+        return {"pretrain": pretrain, "gan": self.step - pretrain if phase == "gan" else 0}
 
     def _lineage(self, phase: str) -> dict[str, Any]:
         """Steps, seconds and history summed over this run and the runs it started from."""
@@ -435,6 +550,8 @@ class Trainer:
             modules["discriminator"] = self.adversary.network.state_dict()
             optimizers["discriminator"] = self.adversary.optimizer.state_dict()
             scalers["discriminator"] = self.adversary.scaler.state_dict()
+        if self.selection is not None:
+            modules["best"] = self.selection.state
         info = {
             "step": self.step,
             "gan_started": self.gan_started,
@@ -448,6 +565,10 @@ class Trainer:
             "data_fingerprint": self.data_fingerprint,
             "scalers": scalers,
             "history": self.history,
+            "initial_phase": self.initial_phase,
+            "selection": None if self.selection is None else self.selection.to_dict(),
+            "selections": self.selections,
+            "validated_step": self._validated_step,
         }
         return TrainingState(info=info, modules=modules, optimizers=optimizers, rng=capture_rng())
 
@@ -483,6 +604,11 @@ class Trainer:
         self.elapsed = float(info["elapsed_seconds"])
         self.metrics = info["metrics"]
         self.history = list(info.get("history", []))
+        self.initial_phase = info.get("initial_phase", self.initial_phase)
+        if info.get("selection") and self.distributed.is_main:
+            self.selection = KeepBest.from_dict(info["selection"], state.modules["best"])
+        self.selections = dict(info.get("selections", {}))
+        self._validated_step = int(info.get("validated_step", -1))
 
     # -- steps ----------------------------------------------------------------------------------------
 
@@ -505,15 +631,28 @@ class Trainer:
         for group in optimizer.param_groups:
             group["lr"] = lr
 
+    def _schedule_step(self, phase_step: int, phase_steps: int) -> float:
+        """Where a phase's schedule stands: its step, or further on when the time budget ran further."""
+        return max(float(phase_step), self._time_fraction * phase_steps)
+
     def _pretrain_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
         config = self.config
-        self._set_lr(self.optimizer_g, config.pretrain_optimizer.lr_at(self.step, config.pretrain_steps))
+        schedule_step = self._schedule_step(self.step, config.pretrain_steps)
+        self._set_lr(self.optimizer_g, config.pretrain_optimizer.lr_at(schedule_step, config.pretrain_steps))
         with self._autocast():
             passes = self.generator_passes(lr)
-        supervised = passes if config.deep_supervision else passes[-1:]
-        loss = sum(self.pixel_loss(output.float(), hr) for output in supervised) / len(supervised)
-        self._apply(loss, self.optimizer_g, self.scaler_g, self.generator)
-        return {"pixel": loss.item()}
+        parts: dict[str, torch.Tensor] = {}
+        total = hr.new_zeros(())
+        if config.pretrain_pixel_weight > 0:
+            supervised = passes if config.deep_supervision else passes[-1:]
+            parts["pixel"] = sum(self.pixel_loss(output.float(), hr) for output in supervised) / len(supervised)
+            total = config.pretrain_pixel_weight * parts["pixel"]
+        if self.pretrain_content is not None:
+            with self._autocast():
+                content, content_parts = self.pretrain_content(passes[-1].float(), hr)
+            total, parts["content"] = total + content, content_parts["content"]
+        self._apply(total, self.optimizer_g, self.scaler_g, self.generator)
+        return {name: value.item() for name, value in parts.items()}
 
     def _start_gan_phase(self) -> None:
         """Phase 2 starts from the PSNR model (phase 1's EMA) with a fresh Adam and a restarted EMA warm-up.
@@ -530,7 +669,7 @@ class Trainer:
 
     def _gan_step(self, lr: torch.Tensor, hr: torch.Tensor, adversary: _Adversary) -> dict[str, float]:
         config = self.config
-        phase_step = self.step - config.pretrain_steps
+        phase_step = self._schedule_step(self.step - config.pretrain_steps, config.gan_steps)
         self._set_lr(self.optimizer_g, config.generator_optimizer.lr_at(phase_step, config.gan_steps))
         self._set_lr(adversary.optimizer, config.discriminator_optimizer.lr_at(phase_step, config.gan_steps))
         with self._autocast():
@@ -573,7 +712,64 @@ class Trainer:
             scores[validation_set.name] = validation_set.scores(self._predict)
         if scores:
             self.metrics[phase] = scores
+        self._validated_step = self.step
         return scores
+
+    def _phase(self) -> str:
+        return "gan" if self.gan_started else "psnr"
+
+    def _begin_selection(self, phase: str) -> None:
+        """Keep-best (rank 0): score the weights ``phase`` starts from as its first best."""
+        if not (self.config.keep_best and self.distributed.is_main):
+            return
+        previous = self.selections.get("psnr") if phase == "gan" else None
+        if previous is not None:  # phase 2 starts from phase 1's saved weights, already scored
+            scores = previous["saved"]
+        else:
+            scores = self.validate(phase)[self.validation[0].name]
+        start_phase = "psnr" if previous is not None else (self.initial_phase or phase)
+        self.selection = KeepBest.begin(self.ema.module, self.validation[0].name, start_phase, self.step, scores)
+
+    def _validate_step(self, phase: str, handle: Any, bar: tqdm) -> bool:
+        """Validate on rank 0 (see :meth:`_validate_on_main`); every rank learns whether patience ends the run."""
+        stop = self._validate_on_main(phase, handle, bar) if self.distributed.is_main else False
+        return bool(self.distributed.agree(float(stop)))
+
+    def _validate_on_main(self, phase: str, handle: Any, bar: tqdm) -> bool:
+        """Validate, log and offer the scores to keep-best; returns whether patience ends the run."""
+        for name, values in self.validate(phase).items():
+            self._log(handle, {"event": "validation", "step": self.step, "phase": phase, "set": name, **values})
+            extra = f", SSIM {values['ssim']:.4f}" if "ssim" in values else ""
+            self._say(bar, f"step {self.step} {name}: PSNR {values['psnr']:.2f} dB "
+                           f"(bicubic {values['bicubic_psnr']:.2f}){extra}")
+        if self.selection is None:
+            return False
+        self.selection.offer(self.ema.module, self.step, self.metrics[phase][self.selection.set_name])
+        return 0 < self.config.patience <= self.selection.stale
+
+    def _end_phase(self, phase: str, handle: Any, bar: tqdm) -> Path | None:
+        """Validate the last weights, swap in the best ones (keep_best) and save ``phase``'s model (rank 0).
+
+        Under DDP every rank then takes rank 0's averaged weights, so that a
+        following phase starts from the same weights everywhere.
+        """
+        saved = None
+        if self.distributed.is_main:
+            if self.validation and self._validated_step != self.step:
+                self._validate_on_main(phase, handle, bar)
+            selection = self.selection
+            if selection is not None:
+                selection.last = self.metrics[phase][selection.set_name]
+                if selection.best_step != self.step:
+                    self.ema.module.load_state_dict(selection.state)
+                    self.validate(phase)  # the saved weights' scores on every set
+                self.selections[phase] = {**selection.to_dict(), "saved": selection.best}
+                self.selection = None
+            saved = self._save_model(phase)
+            self._say(bar, f"saved {saved}")
+        if self.config.keep_best:
+            self.distributed.share(self.ema.module)
+        return saved
 
     def summary(self, phase: str) -> dict[str, Any]:
         """The training summary stored in a checkpoint of ``phase``."""
@@ -581,12 +777,15 @@ class Trainer:
         return {
             "phase": phase,
             "data": self.sources,
-            "images": len(self.dataset.images),
+            **self.dataset.summary(),
             "data_fingerprint": self.data_fingerprint,
             "validation_data": self.validation_sources,
             "validation_sets": [validation_set.name for validation_set in self.validation],
-            "steps": {"pretrain": config.pretrain_steps, "gan": config.gan_steps if phase == "gan" else 0},
+            "steps": self._phase_steps(phase),
+            "planned_steps": {"pretrain": config.pretrain_steps, "gan": config.gan_steps if phase == "gan" else 0},
+            "stopped_by": self.stopped_by,
             "metrics": self.metrics.get(phase, {}),
+            "selection": self.selections.get(phase),
             "recipe": config.to_dict(),
             "device": describe_device(self.device),
             "precision": precision_name(self.amp_dtype),
@@ -598,30 +797,46 @@ class Trainer:
         }
 
     def card(self, phase: str) -> dict[str, Any]:
-        """The model card of a checkpoint of ``phase``: recipe's card entries plus facts."""
+        """The model card of a checkpoint of ``phase``: the recipe's card entries plus facts."""
         config = self.config
         scale = "x".join(map(str, config.scale)) if config.scale[0] != config.scale[1] else f"x{config.scale[0]}"
-        return {
+        protocol = "; ".join(dict.fromkeys(validation_set.protocol for validation_set in self.validation))
+        selection = self.selections.get(phase)
+        if selection is not None:
+            protocol += (f"; saved: the best weights on {selection['set']} (step {selection['best_step']}, "
+                         f"the start's weights included)")
+        card = {
             **config.card,
-            "phase": phase,
+            "phase": self._saved_phase(phase),
             "scale": scale,
             "channels": config.channels,
             "data": self.sources,
+            "losses": describe_losses(config, phase),
             **self._lineage(phase),
             "hardware": describe_device(self.device),
             "validation": self.metrics.get(phase, {}),
-            "validation_protocol": (
-                f"{config.degradation.kernel} downscaling {scale} (MATLAB imresize), outputs rounded to the "
-                f"source grid, {'BT.601 Y' if config.channels == 3 else 'all channels'}, border shave = scale"
-            ),
+            "validation_protocol": protocol,
         }
+        if selection is not None:
+            card["selection"] = selection
+        return card
+
+    def _saved_phase(self, phase: str) -> str:
+        """The checkpoint's phase: the start's when keep-best kept the weights a phase started from."""
+        selection = self.selections.get(phase)
+        if selection is not None and selection["best_step"] == selection["start_step"]:
+            return str(selection["start_phase"])
+        return phase
 
     def _save_model(self, phase: str) -> Path:
         path = self.outputs.psnr_model if phase == "psnr" else self.outputs.model
-        return save_generator(path, self.ema.module, phase=phase, training=self.summary(phase), card=self.card(phase))
+        return save_generator(path, self.ema.module, phase=self._saved_phase(phase), training=self.summary(phase),
+                              card=self.card(phase))
 
-    def save_state(self) -> Path:
-        """Write the resumable state (rank 0)."""
+    def save_state(self) -> Path | None:
+        """Write the resumable state (rank 0); None when the run has no state file."""
+        if self.outputs.state is None:
+            return None
         return save_state(self.outputs.state, self.state())
 
     # -- the loop ---------------------------------------------------------------------------------------
@@ -630,7 +845,7 @@ class Trainer:
         sampler = StepSampler(self.config.batch_size, self.step, end, self.distributed.rank,
                               self.distributed.world_size)
         loader = DataLoader(
-            self.dataset,
+            self.dataset,  # type: ignore[arg-type]  # a map-style dataset (TrainingPatches)
             batch_size=self.config.batch_size,
             sampler=sampler,
             num_workers=self.config.num_workers,
@@ -658,34 +873,53 @@ class Trainer:
         if self.progress and self.distributed.is_main:
             bar.write(message)
 
-    def _after_step(self, handle: Any, bar: tqdm) -> None:
-        """Validation, model files and states due after the step just done (rank 0 does the work)."""
-        config, step = self.config, self.step
-        phase_end = (step == config.pretrain_steps and config.pretrain_steps > 0) or step == config.total_steps
-        validate = phase_end or step % config.val_interval == 0
+    def _elapsed_now(self) -> float:
+        return self.elapsed + time.perf_counter() - self._mark
+
+    def _tick(self) -> None:
+        """Add the time since the last tick to ``elapsed``."""
+        now = time.perf_counter()
+        self.elapsed, self._mark = self.elapsed + now - self._mark, now
+
+    def _out_of_time(self, step_seconds: float) -> bool:
+        """Whether the next step would pass ``max_minutes`` (rank 0's clock); sets the schedule's time progress."""
+        budget = self.config.max_minutes
+        if budget is None:
+            return False
+        elapsed = self.distributed.agree(self._elapsed_now())
+        step_seconds = self.distributed.agree(step_seconds)
+        self._time_fraction = elapsed / (60.0 * budget)
+        return elapsed + step_seconds > 60.0 * budget
+
+    def _after_step(self, handle: Any, bar: tqdm) -> bool:
+        """Validation, model files and states due after the step just done; returns whether patience ends the run."""
+        config, step, phase = self.config, self.step, self._phase()
+        phase_end = step == (config.pretrain_steps if phase == "psnr" else config.total_steps)
+        validate = bool(self.validation) and (phase_end or step % config.val_interval == 0)
         checkpoint = phase_end or step % config.checkpoint_interval == 0
         if not (validate or checkpoint):
-            return
-        phase = "psnr" if step <= config.pretrain_steps else "gan"
-        if self.distributed.is_main:
-            if validate:
-                for name, values in self.validate(phase).items():
-                    self._log(handle, {"event": "validation", "step": step, "phase": phase, "set": name, **values})
-                    self._say(bar, f"step {step} {name}: PSNR {values['psnr']:.2f} dB "
-                                   f"(bicubic {values['bicubic_psnr']:.2f}), SSIM {values['ssim']:.4f}")
-            if phase_end:
-                self._say(bar, f"saved {self._save_model(phase)}")
-            if checkpoint:
-                self.save_state()
+            return False
+        stop = self._validate_step(phase, handle, bar) if validate else False
+        if phase_end or stop:
+            self._saved.append(self._end_phase(phase, handle, bar))
+        if checkpoint and self.distributed.is_main:
+            self.save_state()
         self.distributed.barrier()
+        return stop
 
     def _step_precision(self) -> contextlib.AbstractContextManager[object]:
         """Around a whole step, backward included: training in fp32 on CUDA means TF32 off."""
         return strict_fp32() if self.device.type == "cuda" and self.amp_dtype is None else contextlib.nullcontext()
 
-    def _train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+    def _enter_phase(self) -> None:
+        """Start phase 2 when phase 1 is over; begin keep-best when a phase starts."""
         if self.step >= self.config.pretrain_steps and not self.gan_started:
             self._start_gan_phase()
+            self._begin_selection("gan")
+        elif self.step == 0 and self.selection is None:
+            self._begin_selection("psnr")
+
+    def _train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
         with self._step_precision():
             if not self.gan_started:
                 return self._pretrain_step(lr, hr)
@@ -694,55 +928,100 @@ class Trainer:
             return self._gan_step(lr, hr, self.adversary)
 
     def run(self, stop_after: int | None = None) -> TrainingResult:
-        """Train until both phases are done, or for at most ``stop_after`` more steps.
+        """Train until the run is over, or for at most ``stop_after`` more steps.
 
-        Writes the PSNR model when phase 1 ends, the final model when the run
-        ends, and the state every ``checkpoint_interval`` steps, at phase ends,
-        when stopping early and on Ctrl-C.
+        Writes each phase's model when the phase ends (or when ``max_minutes``
+        or ``patience`` end the run), and the state every
+        ``checkpoint_interval`` steps, at phase ends, when stopping early and
+        on Ctrl-C.
         """
         config = self.config
         end = config.total_steps if stop_after is None else min(config.total_steps, self.step + max(stop_after, 0))
         main = self.distributed.is_main
+        self._mark = time.perf_counter()
+        if self.started is not None:  # the setup of this session counts toward the time budget
+            self.elapsed += max(time.monotonic() - self.started, 0.0)
+            self.started = None
+        self._saved = []
         handle = self._open_log()
         bar = tqdm(total=config.total_steps, initial=self.step, disable=not (self.progress and main), unit="step",
                    dynamic_ncols=True, desc="train")
-        timer, sums, count = _StepTimer(), {}, 0
-        mark = time.perf_counter()
+        timer, sums, count, step_seconds = _StepTimer(), {}, 0, 0.0
         try:
             for lr, hr in self._batches(end):
+                self._enter_phase()
+                if self._out_of_time(step_seconds):
+                    self.stopped_by = "time budget"
+                    break
+                started_step = time.perf_counter()
                 losses = self._train_step(lr, hr)
                 self.ema.update(self.generator)
                 self.step += 1
+                self.step_losses.append(losses)
+                step_seconds = time.perf_counter() - started_step
                 timer.tick(lr.shape[0] * self.distributed.world_size)
                 for name, value in losses.items():
                     sums[name] = sums.get(name, 0.0) + value
                 count += 1
                 bar.update(1)
                 shown = {name: f"{value:.4g}" for name, value in losses.items() if name in ("pixel", "d", "g")}
-                bar.set_postfix({"phase": "gan" if self.gan_started else "psnr", **shown,
-                                 "patch/s": f"{timer.rate():.1f}"}, refresh=False)
-                self.elapsed, mark = self.elapsed + time.perf_counter() - mark, time.perf_counter()
+                bar.set_postfix({"phase": self._phase(), **shown, "patch/s": f"{timer.rate():.1f}"}, refresh=False)
+                self._tick()
                 if self.step % config.log_interval == 0 or self.step == end:
                     self._log(handle, {
-                        "event": "train", "step": self.step, "phase": "gan" if self.gan_started else "psnr",
+                        "event": "train", "step": self.step, "phase": self._phase(),
                         "lr": self.optimizer_g.param_groups[0]["lr"],
                         **{name: value / count for name, value in sums.items()},
                         "patches_per_s": round(timer.rate(), 2), "seconds": round(self.elapsed, 1),
                     })
                     sums, count = {}, 0
                     timer.reset()
-                self._after_step(handle, bar)
-                self.elapsed, mark = self.elapsed + time.perf_counter() - mark, time.perf_counter()
+                if self._after_step(handle, bar):
+                    self.stopped_by = "patience"
+                self._tick()
                 timer.skip()
+                if self.stopped_by is not None:
+                    break
+            if self.stopped_by == "time budget":
+                self._saved.append(self._end_phase(self._phase(), handle, bar))
+                self._tick()
         except KeyboardInterrupt:
             if main:
-                self._say(bar, f"interrupted at step {self.step}; resume with --resume {self.save_state()}")
+                state = self.save_state()
+                self._say(bar, f"interrupted at step {self.step}" +
+                          (f"; resume with --resume {state}" if state is not None else ""))
             raise
         finally:
             bar.close()
             if handle is not None:
                 handle.close()
-        finished = self.step >= config.total_steps
-        if main and not finished:
+        finished = self.step >= config.total_steps or self.stopped_by is not None
+        if main and (not finished or self.stopped_by is not None):
             self.save_state()
-        return TrainingResult(self.outputs, self.step, finished, self.metrics, self.elapsed)
+        return TrainingResult(self.outputs, self.step, finished, self.metrics, self.elapsed, self.stopped_by,
+                              [path for path in self._saved if path is not None])
+
+
+def describe_losses(config: TrainingConfig, phase: str) -> dict[str, str]:
+    """The losses and weights a ``phase`` model was trained with, as a model card names them."""
+    loss = config.loss
+    content = describe_content(loss)
+    if phase == "psnr":
+        weights = {"pixel": config.pretrain_pixel_weight, "perceptual": config.pretrain_content_weight}
+        return {name: f"{content if name == 'perceptual' else loss.pixel} x {weight:g}"
+                for name, weight in weights.items() if weight > 0}
+    losses = {"pixel": f"{loss.pixel} x {loss.alpha:g}"} if loss.alpha > 0 else {}
+    if loss.beta > 0:
+        losses["adversarial"] = f"{loss.adversarial} GAN x {loss.beta:g}"
+    if loss.gamma > 0:
+        losses["perceptual" if loss.content != "feature-matching" else "content"] = f"{content} x {loss.gamma:g}"
+    return losses
+
+
+def describe_content(loss: LossConfig) -> str:
+    """The content loss's network and weights, e.g. ``"VGG19 relu2_2 (random weights)"``."""
+    if loss.content in MONAI_NETWORKS:
+        return MONAI_NETWORKS[loss.content]
+    if loss.content == "vgg":
+        return f"VGG19 {loss.vgg_layer} ({loss.vgg_weights} weights)"
+    return loss.content
