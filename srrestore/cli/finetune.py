@@ -108,6 +108,19 @@ def _run(inputs: list[Path], output: Path, options: Any, slice_profile: str | No
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace the output model if it exists.")
 @device_option
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Training precision: auto = bf16 on GPUs with native bf16, fp16 on older GPUs, fp32 elsewhere; "
+                   "bf16 or fp16 autocast on the CPU when named (fast only on CPUs with AMX or AVX512-BF16).")
+@click.option("--log", "--log-file", "log", type=click.Path(path_type=Path), default=None,
+              help="JSONL log: one line per 10 steps and per held-out score (under torchrun, write --log-file).")
+@click.option("--state", type=click.Path(path_type=Path), default=None,
+              help="Resumable state, written at every held-out score, at the end and when interrupted "
+                   "[default: none, or the --resume file].")
+@click.option("--resume", type=click.Path(path_type=Path), default=None,
+              help="Continue the interrupted run whose state this is (same inputs and options; --steps and "
+                   "--max-minutes may change).")
+@click.option("--stop-after", type=click.IntRange(1), default=None,
+              help="End this session after this many steps, saving --state (continue with --resume).")
 @quiet_option
 def finetune(inputs: tuple[Path, ...], output: Path, reference: tuple[Path, ...], blur_sigma: str | None,
              noise_sigma: str | None, slice_profile: str | None, quiet: bool, **options: Any) -> None:
@@ -130,15 +143,23 @@ def finetune(inputs: tuple[Path, ...], output: Path, reference: tuple[Path, ...]
       srrestore finetune thick_mr.nii.gz --out mr.safetensors --slice-profile box
       srrestore finetune ct.nii.gz -o ct.safetensors --perceptual-network radimagenet_resnet50 --perceptual-weight 0.01
       srrestore restore scene.tif scene_x4.tif --model scene_x4.safetensors
+      srrestore finetune ct.nii.gz -o ct.safetensors --precision bf16 --state ct.state.safetensors --log ct.jsonl
+      srrestore finetune ct.nii.gz -o ct.safetensors --resume ct.state.safetensors
+      torchrun --nproc-per-node 2 -m srrestore finetune scene.tif --out m.safetensors --log-file m.jsonl
     """
     from srrestore.training.finetune import FinetuneOptions
+    from srrestore.training.trainer import DistributedContext
 
     settings = FinetuneOptions(
         **options, reference=reference, blur_sigma=_sigma(blur_sigma), noise_sigma=_sigma(noise_sigma),
         progress=not quiet,
     )
     report = _run(list(inputs), output, settings, slice_profile)
-    if quiet:
+    if quiet or not DistributedContext.from_environment().is_main:
+        return
+    if not report.finished:
+        for note in report.notes:
+            click.echo(f"note: {note}", err=True)
         return
     stop = (" (stopped by the time budget)" if report.stopped_by_time
             else " (stopped early: no better held-out score)" if report.stopped_early else "")

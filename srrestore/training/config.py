@@ -167,7 +167,9 @@ class TrainingConfig:
             last feedback pass) in phase 1 (>= 0; 0, the default: SRGAN's
             pixel-only pre-training). Fine-tuning with a perceptual loss and
             no adversary is a phase-1 run with this weight.
-        degradation: how LR inputs are made (its scale follows ``scale``).
+        degradation: how LR inputs are made (its scale follows ``scale``);
+            None: the dataset makes them (fine-tuning: a sensor model, a slice
+            profile or real pairs, recorded in the training summary).
         loss: phase 2 generator loss; its pixel kind is also phase 1's loss.
         pretrain_optimizer: the generator's Adam in phase 1.
         generator_optimizer: the generator's Adam in phase 2 (fresh state).
@@ -215,7 +217,7 @@ class TrainingConfig:
     deep_supervision: bool = True
     pretrain_pixel_weight: float = 1.0
     pretrain_content_weight: float = 0.0
-    degradation: Degradation = field(default_factory=dict)  # type: ignore[assignment]  # built with `scale`
+    degradation: Degradation | None = field(default_factory=dict)  # type: ignore[assignment]  # built with `scale`
     loss: LossConfig = field(default_factory=LossConfig)
     pretrain_optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     generator_optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(lr=1e-4))
@@ -240,7 +242,7 @@ class TrainingConfig:
         self.scale = parse_scale(self.scale)
         if isinstance(self.degradation, Mapping):
             self.degradation = _from_table(Degradation, {"scale": self.scale, **self.degradation}, "degradation")
-        if self.degradation.scale != self.scale:
+        if self.degradation is not None and self.degradation.scale != self.scale:
             raise ConfigError(
                 f"degradation scale {self.degradation.scale} differs from the training scale {self.scale}"
             )
@@ -296,7 +298,7 @@ class TrainingConfig:
         """JSON-ready recipe (round-trips through :meth:`from_dict`)."""
         data = asdict(self)
         data["scale"] = list(self.scale)
-        data["degradation"] = self.degradation.to_dict()
+        data["degradation"] = None if self.degradation is None else self.degradation.to_dict()
         data["loss"] = self.loss.to_dict()
         for name in ("pretrain_optimizer", "generator_optimizer", "discriminator_optimizer"):
             section = data[name]

@@ -21,15 +21,21 @@ Domain pipelines (``srrestore.pipelines``) have the signature
 -> FinetuneReport``: ``finetune_satellite`` (GeoTIFF) and ``finetune_medical``
 (NIfTI, DICOM); ``srrestore finetune`` dispatches to them by input format.
 
-Training: one phase from the pretrained weights with the generator loss
-``pixel_weight * L_pixel + adversarial_weight * L_adv + perceptual_weight *
-L_VGG`` (:class:`~srrestore.losses.total.GeneratorLoss`); with the adversarial
-loss on, a fresh patch discriminator takes one step per generator step. Adam
-with a cosine learning rate driven by ``max(step / steps, elapsed /
-max_minutes)``, so a run stopped by its time budget has annealed too. The
-exponential moving average (EMA) of the weights is saved. The run stops after
-``steps`` steps or before a step that would pass ``max_minutes`` (counted from
-``started``), and saves in both cases.
+Training is a run of the one training loop
+(:class:`~srrestore.training.trainer.Trainer`): :func:`finetune_recipe`
+turns the options into a recipe, with the pretrained generator as the run's
+``initial`` weights. Without the adversarial loss it is a phase-1 run on
+``pixel_weight * L_pixel + perceptual_weight * L_VGG``; with it, a phase-2 run
+on ``pixel_weight * L_pixel + adversarial_weight * L_adv + perceptual_weight *
+L_VGG`` (:class:`~srrestore.losses.total.GeneratorLoss`), a fresh patch
+discriminator taking one step per generator step. Adam with a cosine learning
+rate driven by ``max(step / steps, elapsed / max_minutes)``, so a run stopped
+by its time budget has annealed too; the exponential moving average (EMA) of
+the weights is saved. The run stops after ``steps`` steps or before a step
+that would pass ``max_minutes`` (counted from ``started``), and saves in both
+cases. So fine-tuning has what training has: ``precision`` (bf16/fp16
+autocast), DistributedDataParallel under ``torchrun``, a resumable ``state``
+and a JSONL ``log``.
 
 Perceptual features come from one explicit network (``perceptual_network``)
 and source. ``"vgg19"`` (the default) takes ``vgg_weights``: ``"random"`` (the
@@ -48,58 +54,52 @@ model with another count is adapted through grey by
 Held-out validation and the saved weights: a band of each image (``holdout_fraction``
 of its longer axis, see :func:`~srrestore.training.patches.holdout_band`) is
 kept out of training. Every ``validation_interval`` steps and at the end, the
-EMA weights are scored on fixed held-out patches (PSNR in normalised units,
-data range 1); the best weights are saved, the pretrained ones (step 0)
-included: fine-tuning never saves a model that does worse on held-out data
-than where it started. Small data overfit fast, so this matters most on small
-scenes and scans. Images too small for a band are trained on in full; when no
-image has one, the scores come from fixed training patches (which cannot show
-overfitting), patience never stops the run, and the notes say so.
+EMA weights are scored on fixed held-out patches
+(:class:`~srrestore.training.patches.PatchValidation`: PSNR in normalised
+units, data range 1); the recipe's ``keep_best`` saves the best weights, the
+pretrained ones (step 0) included: fine-tuning never saves a model that does
+worse on held-out data than where it started. Small data overfit fast, so this
+matters most on small scenes and scans. Images too small for a band are
+trained on in full; when no image has one, the scores come from fixed training
+patches (which cannot show overfitting), patience never stops the run, and the
+notes say so.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
-from torch.nn import functional as F
-from tqdm import tqdm
 
-from srrestore import __version__
-from srrestore.storage.atomic import check_output_path
-from srrestore.engine.devices import resolve_device
 from srrestore.errors import CheckpointError, ConfigError, check_choice
 from srrestore.losses.monai_perceptual import MONAI_NETWORKS, check_perceptual_network
 from srrestore.losses.perceptual import VGG19_LAYERS, resolve_vgg_weights
 from srrestore.losses.pixel import PIXEL_KINDS
-from srrestore.losses.total import GeneratorLoss, LossConfig
-from srrestore.models.checkpoint import CheckpointInfo, file_sha256, load_generator, save_generator
-from srrestore.models.discriminator import PatchDiscriminator, create_discriminator
+from srrestore.losses.total import LossConfig
+from srrestore.models.checkpoint import CheckpointInfo, file_sha256, load_generator
 from srrestore.models.generator import SRGenerator
 from srrestore.models.registry import WEIGHTS_DIR, default_model_name, list_builtin_models, resolve_checkpoint
 from srrestore.models.surgery import adapt_channels
+from srrestore.storage.atomic import check_output_path
+from srrestore.training.config import PRECISIONS, OptimizerConfig, TrainingConfig
 from srrestore.training.degradation import Degradation
-from srrestore.training.ema import ModelEMA
-from srrestore.training.patches import FinetuneImage, ValidPatches
-from srrestore.training.trainer import describe_device
+from srrestore.training.patches import FinetuneImage, PatchValidation, ValidPatches, patches_fingerprint
+from srrestore.training.state import load_state
+from srrestore.training.trainer import LOSS_WINDOW, Trainer, TrainingOutputs, mean_losses
 
-__all__ = ["DEFAULT_LEARNING_RATE", "FinetuneImage", "FinetuneOptions", "FinetuneReport", "PretrainedModel", "finetune", "load_pretrained"]
+__all__ = ["DEFAULT_LEARNING_RATE", "FinetuneImage", "FinetuneOptions", "FinetuneReport", "PretrainedModel", "finetune",
+           "finetune_recipe", "load_pretrained"]
 
-EVALUATION_KEY = 1 << 40  # keys of the fixed training patches scored when nothing is held out
 EVALUATION_PATCHES = 32
-LOSS_WINDOW = 20  # steps averaged for the reported first and last losses
 MIN_LR_RATIO = 0.01  # the cosine schedule's floor
 DEFAULT_LEARNING_RATE = 2e-4  # when neither the user nor the domain pipeline gives one
 ADAM_BETAS = (0.9, 0.99)
+LOG_INTERVAL = 10  # steps between the JSONL log's training lines
 
 
 @dataclass
@@ -153,9 +153,19 @@ class FinetuneOptions:
             (the domain checks their grids); empty: synthetic mode.
         ema_decay: decay of the weights' moving average (warmed up), in ``[0, 1)``.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        precision: ``auto`` (bf16 or fp16 on CUDA GPUs, fp32 elsewhere),
+            ``fp32``, ``bf16`` or ``fp16`` (autocast, on CUDA and the CPU).
         seed: seeds the data, the discriminator and the augmentations.
         progress: show a tqdm progress bar on stderr.
         overwrite: replace an existing output model.
+        log: a JSONL log of the run (one line per 10 steps and per validation); None: none.
+        state: the resumable state, written at every validation, at the end
+            and when interrupted; None: none (an interrupted run cannot resume),
+            or the ``resume`` file when resuming.
+        resume: the state of an interrupted run to continue (same data and
+            options; ``steps`` and ``max_minutes`` may change).
+        stop_after: end this session after this many steps, saving ``state``
+            (the model is written when the run ends); None: run to the end.
     """
 
     model: str = "default"
@@ -185,9 +195,14 @@ class FinetuneOptions:
     reference: tuple[Path, ...] = ()
     ema_decay: float = 0.99
     device: str = "auto"
+    precision: str = "auto"
     seed: int = 0
     progress: bool = True
     overwrite: bool = False
+    log: Path | None = None
+    state: Path | None = None
+    resume: Path | None = None
+    stop_after: int | None = None
 
     def __post_init__(self) -> None:
         self.phase = check_choice("phase", self.phase, ("psnr", "gan"))
@@ -195,7 +210,11 @@ class FinetuneOptions:
         self.perceptual_network = check_perceptual_network(self.perceptual_network)
         self.vgg_layer = check_choice("VGG19 layer", self.vgg_layer, VGG19_LAYERS)
         self.vgg_weights = str(resolve_vgg_weights(self.vgg_weights))
+        self.precision = check_choice("precision", self.precision, PRECISIONS)
         self.reference = tuple(Path(path) for path in self.reference)
+        for name in ("log", "state", "resume"):
+            if getattr(self, name) is not None:
+                setattr(self, name, Path(getattr(self, name)))
         checks = {
             "scale": self.scale is None or (isinstance(self.scale, int) and self.scale >= 1),
             "steps": isinstance(self.steps, int) and self.steps >= 1,
@@ -212,6 +231,7 @@ class FinetuneOptions:
             "discriminator_features": isinstance(self.discriminator_features, int) and self.discriminator_features >= 1,
             "min_valid_fraction": _finite(self.min_valid_fraction) and 0 < self.min_valid_fraction <= 1,
             "ema_decay": _finite(self.ema_decay) and 0 <= self.ema_decay < 1,
+            "stop_after": self.stop_after is None or (isinstance(self.stop_after, int) and self.stop_after >= 1),
         }
         for name, valid in checks.items():
             if not valid:
@@ -242,6 +262,8 @@ class FinetuneOptions:
         """JSON-ready values (paths as strings)."""
         data = asdict(self)
         data["reference"] = [str(path) for path in self.reference]
+        for name in ("log", "state", "resume"):
+            data[name] = None if data[name] is None else str(data[name])
         return data
 
     @classmethod
@@ -352,6 +374,8 @@ class FinetuneReport:
         best_step: the step whose weights were saved (0: the pretrained ones).
         sources: the images that gave patches.
         notes: what the user should know (adaptation, perceptual network, skipped images).
+        finished: False when ``stop_after`` ended the session first: no model
+            was written yet, and the run continues with ``resume``.
     """
 
     output: Path
@@ -371,74 +395,43 @@ class FinetuneReport:
     best_step: int = 0
     sources: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    finished: bool = True
 
 
-class _Adversary:
-    """The discriminator, its optimizer and its step."""
+def finetune_recipe(options: FinetuneOptions, pretrained: PretrainedModel, patience: int,
+                    card: Mapping[str, Any]) -> TrainingConfig:
+    """The training recipe of a fine-tuning run.
 
-    def __init__(self, options: FinetuneOptions, channels: int, patch_size: int, device: torch.device) -> None:
-        self.network: PatchDiscriminator = create_discriminator(
-            "patch", in_channels=channels, num_features=options.discriminator_features
-        )
-        if patch_size < self.network.min_size:
-            raise ConfigError(f"patch size {patch_size} is below the discriminator's minimum {self.network.min_size}")
-        self.network = self.network.to(device).train()
-        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=options.learning_rate, betas=ADAM_BETAS)
-
-    def step(self, loss: GeneratorLoss, real: torch.Tensor, fake: torch.Tensor) -> float:
-        """One step on ``L_D`` for ``(B, C, H, W)`` real and (detached) fake batches; returns ``L_D``."""
-        self.network.requires_grad_(True)
-        real_logits, fake_logits = self.network(torch.cat([real, fake.detach()])).chunk(2)
-        loss_d = loss.adversarial.discriminator_loss(real_logits, fake_logits)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.optimizer.step()
-        self.network.requires_grad_(False)
-        return float(loss_d.item())
-
-
-def _learning_rate(options: FinetuneOptions, progress: float) -> float:
-    """Cosine from ``learning_rate`` to 1 % of it over ``progress`` in ``[0, 1]``."""
-    floor = MIN_LR_RATIO * options.learning_rate
-    return floor + 0.5 * (options.learning_rate - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-@torch.no_grad()
-def _evaluate(network: nn.Module | None, lr: torch.Tensor, hr: torch.Tensor, scale: tuple[int, int],
-              batch_size: int) -> dict[str, float]:
-    """PSNR (data range 1) and mean absolute error of ``network`` (None: bicubic) on ``(B, C, h, w)`` patches."""
-    outputs = []
-    for start in range(0, len(lr), batch_size):
-        chunk = lr[start : start + batch_size]
-        if network is None:
-            outputs.append(F.interpolate(chunk, scale_factor=scale, mode="bicubic", align_corners=False))
-        else:
-            outputs.append(network(chunk))
-    prediction = torch.cat(outputs)
-    mse = float(F.mse_loss(prediction, hr).item())
-    return {"psnr": math.inf if mse == 0 else 10 * math.log10(1.0 / mse),
-            "l1": float(F.l1_loss(prediction, hr).item())}
+    Args:
+        options: the run's options (``learning_rate`` set).
+        pretrained: the starting generator: the recipe builds its architecture.
+        patience: validations without a new best that end the run (0: never).
+        card: the model card's entries.
+    """
+    generator = pretrained.generator.config.to_dict()
+    del generator["in_channels"], generator["scale"]
+    adam = OptimizerConfig(lr=options.learning_rate, betas=ADAM_BETAS, schedule="cosine", min_lr_ratio=MIN_LR_RATIO)
+    adversarial = options.adversarial_loss_weight > 0
+    return TrainingConfig(
+        channels=pretrained.channels, scale=pretrained.scale, generator="srgan", generator_options=generator,
+        discriminator="patch", discriminator_options={"num_features": options.discriminator_features},
+        patch_size=options.patch_size, batch_size=options.batch_size,
+        pretrain_steps=0 if adversarial else options.steps, gan_steps=options.steps if adversarial else 0,
+        deep_supervision=False, pretrain_pixel_weight=options.pixel_weight,
+        pretrain_content_weight=0.0 if adversarial else options.perceptual_weight,
+        degradation=None, loss=options.loss_config(),
+        pretrain_optimizer=adam, generator_optimizer=adam,
+        discriminator_optimizer=replace(adam, schedule="constant"),
+        ema_decay=options.ema_decay, keep_best=True, patience=patience, max_minutes=options.max_minutes,
+        precision=options.precision, seed=options.seed, augment=True, val_interval=options.validation_interval,
+        log_interval=LOG_INTERVAL, checkpoint_interval=options.validation_interval, card=dict(card),
+    )
 
 
-class _BestWeights:
-    """The best-scoring weights so far (highest PSNR); step 0 holds the pretrained ones."""
-
-    def __init__(self, module: nn.Module, scores: dict[str, float]) -> None:
-        self.step, self.scores, self.stale = 0, scores, 0
-        self.state = copy.deepcopy(module.state_dict())
-
-    def offer(self, module: nn.Module, step: int, scores: dict[str, float]) -> None:
-        """Keep ``module``'s weights if ``scores`` beat the best so far; else count one more stale offer."""
-        if scores["psnr"] > self.scores["psnr"]:
-            self.step, self.scores, self.stale = step, scores, 0
-            self.state = copy.deepcopy(module.state_dict())
-        else:
-            self.stale += 1
-
-
-def _mean(records: Sequence[dict[str, float]]) -> dict[str, float]:
-    names = sorted({name for record in records for name in record})
-    return {name: float(np.mean([record[name] for record in records if name in record])) for name in names}
+def _loss_parts(losses: dict[str, float]) -> dict[str, float]:
+    """A step's unweighted loss parts: ``pixel``, ``content``, ``adversarial``, ``discriminator``."""
+    named = {"discriminator" if name == "d" else name: value for name, value in losses.items()}
+    return {name: value for name, value in named.items() if name in ("pixel", "content", "adversarial", "discriminator")}
 
 
 def _notes(options: FinetuneOptions, pretrained: PretrainedModel, dataset: ValidPatches) -> list[str]:
@@ -460,51 +453,17 @@ def _notes(options: FinetuneOptions, pretrained: PretrainedModel, dataset: Valid
     return notes
 
 
-def _train(generator: SRGenerator, ema: ModelEMA, loss: GeneratorLoss, adversary: _Adversary | None,
-           dataset: ValidPatches, options: FinetuneOptions, device: torch.device,
-           started: float, validate: Callable[[int], bool]) -> tuple[list[dict[str, float]], bool, bool]:
-    """The training loop.
+def _evaluation(selection: Mapping[str, Any] | None) -> tuple[dict[str, dict[str, float]], int]:
+    """The report's scores (bicubic, pretrained, last, finetuned) and best step from a keep-best record."""
+    if selection is None:
+        return {}, 0
 
-    ``validate(step)`` runs after every ``options.validation_interval`` steps
-    and returns True to stop early.
+    def scores(values: Mapping[str, float]) -> dict[str, float]:
+        return {"psnr": values["psnr"], "l1": values["l1"]}
 
-    Returns:
-        Each step's unweighted losses, whether the time budget stopped the run
-        and whether ``validate`` did.
-    """
-    optimizer = torch.optim.Adam(generator.parameters(), lr=options.learning_rate, betas=ADAM_BETAS)
-    budget = options.max_minutes * 60.0
-    records: list[dict[str, float]] = []
-    step_seconds, stopped_by_time, stopped_early = 0.0, False, False
-    bar = tqdm(total=options.steps, disable=not options.progress, unit="step", desc="finetune", dynamic_ncols=True)
-    try:
-        for step in range(options.steps):
-            now = time.monotonic()
-            if now - started + step_seconds > budget:
-                stopped_by_time = True
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(options, max(step / options.steps, (now - started) / budget))
-            lr, hr = (tensor.to(device) for tensor in dataset.batch(
-                range(step * options.batch_size, (step + 1) * options.batch_size)))
-            fake = generator(lr)
-            record = {} if adversary is None else {"discriminator": adversary.step(loss, hr, fake)}
-            total, parts = loss(fake, hr, discriminator=None if adversary is None else adversary.network)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            ema.update(generator)
-            record.update({name: float(value.item()) for name, value in parts.items()})
-            records.append(record)
-            step_seconds = time.monotonic() - now
-            bar.update(1)
-            bar.set_postfix({name: f"{value:.4g}" for name, value in record.items()}, refresh=False)
-            if len(records) % options.validation_interval == 0 and validate(len(records)):
-                stopped_early = True
-                break
-    finally:
-        bar.close()
-    return records, stopped_by_time, stopped_early
+    start = selection["start"]
+    return ({"bicubic": {"psnr": start["bicubic_psnr"], "l1": start["bicubic_l1"]}, "pretrained": scores(start),
+             "last": scores(selection["last"]), "finetuned": scores(selection["best"])}, int(selection["best_step"]))
 
 
 def finetune(
@@ -524,16 +483,18 @@ def finetune(
             :class:`~srrestore.training.patches.FinetuneImage`).
         output: the model file (``.safetensors``), written atomically.
         options: the run's options (``steps``, ``max_minutes``, losses...).
-        degradation: makes the LR inputs of synthetic images (its scale is the
-            model's; use ``clip=False`` for data that may leave ``[0, 1]``);
-            None when every image is paired.
+        degradation: makes the LR inputs of synthetic images: a
+            :class:`~srrestore.training.degradation.Degradation` (use
+            ``clip=False`` for data that may leave ``[0, 1]``) or another
+            model with the same ``scale``, ``margin``, ``apply`` and ``to_dict``
+            (a slice profile); its scale is the model's; None when every image is paired.
         card: domain entries for the model card (e.g. ``"normalization"``,
             ``"domain"``, ``"degradation_model"``); the core adds the rest.
         started: ``time.monotonic()`` when the command started (reading the
             data counts toward ``max_minutes``); None: now.
 
     Returns:
-        The report (also recorded as the checkpoint's ``training`` summary).
+        The report (under torchrun, rank 0's is complete; the others carry no scores).
 
     Raises:
         ConfigError: bad options for these data (patch size, no valid patch...).
@@ -548,122 +509,60 @@ def finetune(
     if output.suffix != ".safetensors":
         raise ConfigError(f"the fine-tuned model is saved as safetensors; give an output ending in .safetensors, "
                           f"got {output}")
-    check_output_path(output, options.overwrite)
-    device = resolve_device(options.device)
-    scale = pretrained.scale
-    dataset = ValidPatches(images, options.patch_size, scale, degradation, options.seed,
+    state = load_state(options.resume) if options.resume is not None else None
+    if state is None:
+        check_output_path(output, options.overwrite)
+    dataset = ValidPatches(images, options.patch_size, pretrained.scale, degradation, options.seed,
                            min_valid_fraction=options.min_valid_fraction, holdout_fraction=options.holdout_fraction)
     if dataset.channels != pretrained.channels:
         raise ConfigError(f"the images have {dataset.channels} channel(s), the model {pretrained.channels}")
-    torch.manual_seed(options.seed)
-    loss = GeneratorLoss(options.loss_config()).to(device)
-    adversary = None
-    if options.adversarial_loss_weight > 0:
-        adversary = _Adversary(options, dataset.channels, options.patch_size, device)
-    generator = pretrained.generator.to(device).train()
-    ema = ModelEMA(generator, options.ema_decay)
-    evaluated_on = "held-out" if dataset.num_holdout else "training"
-    evaluation_lr, evaluation_hr = (tensor.to(device) for tensor in (
-        dataset.holdout_batch(EVALUATION_PATCHES) if dataset.num_holdout
-        else dataset.batch(range(EVALUATION_KEY, EVALUATION_KEY + EVALUATION_PATCHES))))
-
-    def score(network: nn.Module | None) -> dict[str, float]:
-        return _evaluate(network, evaluation_lr, evaluation_hr, scale, options.batch_size)
-
-    evaluation = {"bicubic": score(None), "pretrained": score(ema.module)}
-    best = _BestWeights(ema.module, evaluation["pretrained"])
-
-    def validate(step: int) -> bool:
-        best.offer(ema.module, step, score(ema.module))
-        return bool(dataset.num_holdout) and 0 < options.patience <= best.stale
-
-    records, stopped_by_time, stopped_early = _train(generator, ema, loss, adversary, dataset, options, device,
-                                                     started, validate)
-    step = len(records)
-    evaluation["last"] = score(ema.module)
-    best.offer(ema.module, step, evaluation["last"])
-    ema.module.load_state_dict(best.state)
-    evaluation["finetuned"] = best.scores
-    phase = pretrained.info.phase if best.step == 0 else "gan" if adversary is not None else "psnr"
-    report = FinetuneReport(
-        output=output, pretrained=pretrained.name, channels=dataset.channels, scale=scale, phase=phase,
-        steps=step, planned_steps=options.steps, seconds=round(time.monotonic() - started, 1),
-        stopped_by_time=stopped_by_time, stopped_early=stopped_early,
-        first_losses=_mean(records[:LOSS_WINDOW]), last_losses=_mean(records[-LOSS_WINDOW:]),
-        evaluation=evaluation, evaluated_on=evaluated_on, best_step=best.step,
-        sources=list(dict.fromkeys(dataset.names)), notes=_notes(options, pretrained, dataset),
+    validation = PatchValidation(dataset, EVALUATION_PATCHES)
+    sources = list(dict.fromkeys(dataset.names))
+    model_card = {
+        "description": f"{pretrained.name} fine-tuned on {len(sources)} file(s) of the user's data",
+        **dict(card or {}),
+        "fine_tuned_from": pretrained.describe(),
+    }
+    config = finetune_recipe(options, pretrained, options.patience if dataset.num_holdout else 0, model_card)
+    trainer = Trainer(
+        config, dataset, [validation], TrainingOutputs(output, output, options.state or options.resume, options.log),
+        device=options.device, sources=sources, data_fingerprint=patches_fingerprint(images), resume_from=state,
+        initial=(pretrained.generator, pretrained.info), overwrite=options.overwrite, progress=options.progress,
+        started=started,
+        summary_entries={"kind": "finetune", "options": options.to_dict(), "pretrained": pretrained.describe()},
     )
-    if step == 0:
-        report.notes.append(f"the {options.max_minutes:g}-minute budget ran out before the first step; "
-                            f"the saved model is the pretrained one")
-    elif best.step == 0:
-        report.notes.append(
-            f"no fine-tuned weights beat the pretrained model on {evaluated_on} patches "
-            f"({evaluation['last']['psnr']:.2f} dB after {step} steps vs {evaluation['pretrained']['psnr']:.2f} dB): "
-            f"the saved model is the pretrained one; the data may be too small to learn from"
-        )
-    elif best.step < step:
-        report.notes.append(f"saved the weights of step {best.step}, the best on {evaluated_on} patches "
-                            f"({best.scores['psnr']:.2f} dB; {evaluation['last']['psnr']:.2f} dB at the end)")
-    summary = _summary(report, options, pretrained, degradation, device, dataset)
-    model_card = _card(report, options, pretrained, dict(card or {}), device)
-    save_generator(output, ema.module.cpu(), phase=phase, training=summary, card=model_card,
-                   overwrite=options.overwrite)
+    result = trainer.run(stop_after=options.stop_after)
+    phase = "gan" if config.gan_steps else "psnr"
+    evaluation, best_step = _evaluation(trainer.selections.get(phase))
+    losses = [_loss_parts(record) for record in trainer.step_losses]
+    report = FinetuneReport(
+        output=output, pretrained=pretrained.name, channels=config.channels, scale=config.scale,
+        phase=trainer.saved_phase(phase), steps=result.step, planned_steps=options.steps,
+        seconds=round(time.monotonic() - started, 1), stopped_by_time=result.stopped_by == "time budget",
+        stopped_early=result.stopped_by == "patience", first_losses=mean_losses(losses[:LOSS_WINDOW]),
+        last_losses=mean_losses(losses[-LOSS_WINDOW:]), evaluation=evaluation, evaluated_on=validation.name,
+        best_step=best_step, sources=sources, notes=_notes(options, pretrained, dataset), finished=result.finished,
+    )
+    report.notes.extend(_outcome_notes(report, options))
     return report
 
 
-def _summary(report: FinetuneReport, options: FinetuneOptions, pretrained: PretrainedModel,
-             degradation: Degradation | None, device: torch.device, dataset: ValidPatches) -> dict[str, Any]:
-    """The checkpoint's ``training`` entry: everything about the run, JSON-ready."""
-    return json.loads(json.dumps({
-        "kind": "finetune",
-        "phase": report.phase,
-        "data": report.sources,
-        "patch_positions": dataset.num_positions,
-        "pretrained": pretrained.describe(),
-        "steps": {"done": report.steps, "planned": report.planned_steps},
-        "minutes": round(report.seconds / 60.0, 2),
-        "stopped_by_time": report.stopped_by_time,
-        "stopped_early": report.stopped_early,
-        "losses": {"first": report.first_losses, "last": report.last_losses},
-        "evaluation": report.evaluation,
-        "evaluated_on": report.evaluated_on,
-        "best_step": report.best_step,
-        "degradation": degradation.to_dict() if degradation is not None else "paired",
-        "options": options.to_dict(),
-        "device": describe_device(device),
-        "seed": options.seed,
-        "torch": torch.__version__,
-        "srrestore": __version__,
-    }, default=str))
-
-
-def _card(report: FinetuneReport, options: FinetuneOptions, pretrained: PretrainedModel, domain: dict[str, Any],
-          device: torch.device) -> dict[str, Any]:
-    """The model card: the domain's entries plus the facts of the run."""
-    sy, sx = report.scale
-    scale = f"x{sy}" if sy == sx else f"x{sy}x{sx}"
-    losses = {"pixel": f"{options.pixel_loss} x {options.pixel_weight:g}"}
-    if options.perceptual_weight > 0:
-        network = MONAI_NETWORKS.get(options.perceptual_network,
-                                     f"VGG19 {options.vgg_layer} ({options.vgg_weights} weights)")
-        losses["perceptual"] = f"{network} x {options.perceptual_weight:g}"
-    if options.adversarial_loss_weight > 0:
-        losses["adversarial"] = f"vanilla GAN x {options.adversarial_loss_weight:g}"
-    return {
-        "description": (f"{pretrained.name} fine-tuned on {len(report.sources)} file(s) of the user's data "
-                        f"({report.steps} steps, {report.seconds / 60:.1f} min)"),
-        **domain,
-        "phase": report.phase,
-        "scale": scale,
-        "channels": report.channels,
-        "data": report.sources,
-        "fine_tuned_from": pretrained.describe(),
-        "losses": losses,
-        "steps": {"finetune": report.steps},
-        "hardware": describe_device(device),
-        "training_seconds": report.seconds,
-        "evaluation": report.evaluation,
-        "evaluation_protocol": (f"{EVALUATION_PATCHES} fixed {report.evaluated_on} patches, normalised units, "
-                                f"PSNR range 1; saved: the best weights (step {report.best_step})"),
-    }
+def _outcome_notes(report: FinetuneReport, options: FinetuneOptions) -> list[str]:
+    """What the user should know about how the run ended and which weights were saved."""
+    if not report.finished:
+        state = options.state or options.resume
+        return [f"stopped after {report.steps} of {report.planned_steps} steps; continue with --resume {state}"]
+    if not report.evaluation:  # not rank 0 under torchrun
+        return []
+    if report.steps == 0:
+        return [f"the {options.max_minutes:g}-minute budget ran out before the first step; "
+                f"the saved model is the pretrained one"]
+    last, start = report.evaluation["last"]["psnr"], report.evaluation["pretrained"]["psnr"]
+    if report.best_step == 0:
+        return [f"no fine-tuned weights beat the pretrained model on {report.evaluated_on} patches "
+                f"({last:.2f} dB after {report.steps} steps vs {start:.2f} dB): "
+                f"the saved model is the pretrained one; the data may be too small to learn from"]
+    if report.best_step < report.steps:
+        return [f"saved the weights of step {report.best_step}, the best on {report.evaluated_on} patches "
+                f"({report.evaluation['finetuned']['psnr']:.2f} dB; {last:.2f} dB at the end)"]
+    return []

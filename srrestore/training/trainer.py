@@ -68,8 +68,10 @@ from srrestore.training.ema import ModelEMA
 from srrestore.training.selection import KeepBest
 from srrestore.training.state import TrainingState, capture_rng, restore_rng, save_state
 
+LOSS_WINDOW = 20  # steps averaged for the first and last losses of a training summary
+
 __all__ = ["DistributedContext", "Trainer", "TrainingOutputs", "TrainingPatches", "TrainingResult", "Validation",
-           "describe_device"]
+           "describe_content", "describe_device", "describe_losses", "mean_losses"]
 
 
 class TrainingPatches(Protocol):
@@ -359,6 +361,8 @@ class Trainer:
         started: ``time.monotonic()`` when the command started: the time
             before training (reading the data) counts toward ``max_minutes``;
             None: the budget counts from :meth:`run`.
+        summary_entries: what the caller records in the training summary
+            beside the recipe (fine-tuning: its options and starting model).
 
     Raises:
         ConfigError: bad configuration, or a state that does not fit it.
@@ -381,6 +385,7 @@ class Trainer:
         overwrite: bool = False,
         progress: bool = True,
         started: float | None = None,
+        summary_entries: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.dataset = dataset
@@ -391,6 +396,7 @@ class Trainer:
         self.data_fingerprint = data_fingerprint
         self.progress = progress
         self.started = started
+        self.summary_entries = dict(summary_entries or {})
         self.distributed = DistributedContext.from_environment()
         self.device = self.distributed.setup(resolve_device(device))
         self.amp_dtype = self._training_precision()
@@ -718,7 +724,7 @@ class Trainer:
     def _phase(self) -> str:
         return "gan" if self.gan_started else "psnr"
 
-    def _begin_selection(self, phase: str) -> None:
+    def _begin_selection(self, phase: str, handle: Any, bar: tqdm) -> None:
         """Keep-best (rank 0): score the weights ``phase`` starts from as its first best."""
         if not (self.config.keep_best and self.distributed.is_main):
             return
@@ -726,7 +732,7 @@ class Trainer:
         if previous is not None:  # phase 2 starts from phase 1's saved weights, already scored
             scores = previous["saved"]
         else:
-            scores = self.validate(phase)[self.validation[0].name]
+            scores = self._validate_and_log(phase, handle, bar)[self.validation[0].name]
         start_phase = "psnr" if previous is not None else (self.initial_phase or phase)
         self.selection = KeepBest.begin(self.ema.module, self.validation[0].name, start_phase, self.step, scores)
 
@@ -735,13 +741,19 @@ class Trainer:
         stop = self._validate_on_main(phase, handle, bar) if self.distributed.is_main else False
         return bool(self.distributed.agree(float(stop)))
 
-    def _validate_on_main(self, phase: str, handle: Any, bar: tqdm) -> bool:
-        """Validate, log and offer the scores to keep-best; returns whether patience ends the run."""
-        for name, values in self.validate(phase).items():
+    def _validate_and_log(self, phase: str, handle: Any, bar: tqdm) -> dict[str, dict[str, float]]:
+        """Validate (rank 0), write the scores to the log and above the progress bar."""
+        scores = self.validate(phase)
+        for name, values in scores.items():
             self._log(handle, {"event": "validation", "step": self.step, "phase": phase, "set": name, **values})
             extra = f", SSIM {values['ssim']:.4f}" if "ssim" in values else ""
             self._say(bar, f"step {self.step} {name}: PSNR {values['psnr']:.2f} dB "
                            f"(bicubic {values['bicubic_psnr']:.2f}){extra}")
+        return scores
+
+    def _validate_on_main(self, phase: str, handle: Any, bar: tqdm) -> bool:
+        """Validate, log and offer the scores to keep-best; returns whether patience ends the run."""
+        self._validate_and_log(phase, handle, bar)
         if self.selection is None:
             return False
         self.selection.offer(self.ema.module, self.step, self.metrics[phase][self.selection.set_name])
@@ -775,6 +787,7 @@ class Trainer:
         """The training summary stored in a checkpoint of ``phase``."""
         config = self.config
         return {
+            **self.summary_entries,
             "phase": phase,
             "data": self.sources,
             **self.dataset.summary(),
@@ -784,6 +797,8 @@ class Trainer:
             "steps": self._phase_steps(phase),
             "planned_steps": {"pretrain": config.pretrain_steps, "gan": config.gan_steps if phase == "gan" else 0},
             "stopped_by": self.stopped_by,
+            "losses": {"first": mean_losses(self.step_losses[:LOSS_WINDOW]),
+                       "last": mean_losses(self.step_losses[-LOSS_WINDOW:])},
             "metrics": self.metrics.get(phase, {}),
             "selection": self.selections.get(phase),
             "recipe": config.to_dict(),
@@ -807,7 +822,7 @@ class Trainer:
                          f"the start's weights included)")
         card = {
             **config.card,
-            "phase": self._saved_phase(phase),
+            "phase": self.saved_phase(phase),
             "scale": scale,
             "channels": config.channels,
             "data": self.sources,
@@ -821,7 +836,7 @@ class Trainer:
             card["selection"] = selection
         return card
 
-    def _saved_phase(self, phase: str) -> str:
+    def saved_phase(self, phase: str) -> str:
         """The checkpoint's phase: the start's when keep-best kept the weights a phase started from."""
         selection = self.selections.get(phase)
         if selection is not None and selection["best_step"] == selection["start_step"]:
@@ -830,7 +845,7 @@ class Trainer:
 
     def _save_model(self, phase: str) -> Path:
         path = self.outputs.psnr_model if phase == "psnr" else self.outputs.model
-        return save_generator(path, self.ema.module, phase=self._saved_phase(phase), training=self.summary(phase),
+        return save_generator(path, self.ema.module, phase=self.saved_phase(phase), training=self.summary(phase),
                               card=self.card(phase))
 
     def save_state(self) -> Path | None:
@@ -891,33 +906,34 @@ class Trainer:
         self._time_fraction = elapsed / (60.0 * budget)
         return elapsed + step_seconds > 60.0 * budget
 
-    def _after_step(self, handle: Any, bar: tqdm) -> bool:
-        """Validation, model files and states due after the step just done; returns whether patience ends the run."""
+    def _after_step(self, handle: Any, bar: tqdm) -> None:
+        """Validation, model files and states due after the step just done; patience may end the run here."""
         config, step, phase = self.config, self.step, self._phase()
         phase_end = step == (config.pretrain_steps if phase == "psnr" else config.total_steps)
         validate = bool(self.validation) and (phase_end or step % config.val_interval == 0)
         checkpoint = phase_end or step % config.checkpoint_interval == 0
         if not (validate or checkpoint):
-            return False
+            return
         stop = self._validate_step(phase, handle, bar) if validate else False
+        if stop:
+            self.stopped_by = "patience"
         if phase_end or stop:
             self._saved.append(self._end_phase(phase, handle, bar))
         if checkpoint and self.distributed.is_main:
             self.save_state()
         self.distributed.barrier()
-        return stop
 
     def _step_precision(self) -> contextlib.AbstractContextManager[object]:
         """Around a whole step, backward included: training in fp32 on CUDA means TF32 off."""
         return strict_fp32() if self.device.type == "cuda" and self.amp_dtype is None else contextlib.nullcontext()
 
-    def _enter_phase(self) -> None:
+    def _enter_phase(self, handle: Any, bar: tqdm) -> None:
         """Start phase 2 when phase 1 is over; begin keep-best when a phase starts."""
         if self.step >= self.config.pretrain_steps and not self.gan_started:
             self._start_gan_phase()
-            self._begin_selection("gan")
+            self._begin_selection("gan", handle, bar)
         elif self.step == 0 and self.selection is None:
-            self._begin_selection("psnr")
+            self._begin_selection("psnr", handle, bar)
 
     def _train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
         with self._step_precision():
@@ -949,7 +965,7 @@ class Trainer:
         timer, sums, count, step_seconds = _StepTimer(), {}, 0, 0.0
         try:
             for lr, hr in self._batches(end):
-                self._enter_phase()
+                self._enter_phase(handle, bar)
                 if self._out_of_time(step_seconds):
                     self.stopped_by = "time budget"
                     break
@@ -976,8 +992,7 @@ class Trainer:
                     })
                     sums, count = {}, 0
                     timer.reset()
-                if self._after_step(handle, bar):
-                    self.stopped_by = "patience"
+                self._after_step(handle, bar)
                 self._tick()
                 timer.skip()
                 if self.stopped_by is not None:
@@ -1000,6 +1015,12 @@ class Trainer:
             self.save_state()
         return TrainingResult(self.outputs, self.step, finished, self.metrics, self.elapsed, self.stopped_by,
                               [path for path in self._saved if path is not None])
+
+
+def mean_losses(records: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Each loss's mean over ``records`` (per-step losses)."""
+    names = sorted({name for record in records for name in record})
+    return {name: float(np.mean([record[name] for record in records if name in record])) for name in names}
 
 
 def describe_losses(config: TrainingConfig, phase: str) -> dict[str, str]:

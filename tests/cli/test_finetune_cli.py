@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -15,7 +18,7 @@ from skimage import data
 
 from srrestore.cli.finetune import finetune as finetune_command
 from srrestore.cli.main import cli
-from srrestore.models.checkpoint import read_checkpoint_info, save_generator
+from srrestore.models.checkpoint import load_generator, read_checkpoint_info, save_generator
 from srrestore.models.generator import create_generator
 from srrestore.training.finetune import FinetuneOptions, FinetuneReport
 
@@ -43,7 +46,7 @@ def test_finetune_writes_a_model_that_restore_accepts(tmp_path, scene, tiny):
     model = tmp_path / "scene.safetensors"
     result = run("finetune", scene, "--out", model, "--model", tiny, *FAST)
     assert result.exit_code == 0, result.output
-    assert read_checkpoint_info(model).training["steps"] == {"done": 3, "planned": 3}
+    assert read_checkpoint_info(model).training["steps"] == {"pretrain": 3, "gan": 0}
     restored = tmp_path / "scene_x4.tif"
     result = run("restore", scene, restored, "--model", model, "--quiet")
     assert result.exit_code == 0, result.output
@@ -147,3 +150,51 @@ def test_a_scan_fine_tunes_with_radimagenet_features_from_the_hub_cache(tmp_path
     assert info.card["losses"]["perceptual"].startswith("RadImageNet ResNet50 (MONAI PerceptualLoss")
     assert info.training["options"]["perceptual_network"] == "radimagenet_resnet50"
     assert info.training["losses"]["last"]["content"] > 0
+
+
+def _torchrun(*arguments) -> subprocess.CompletedProcess[str]:
+    """``srrestore ARGUMENTS`` under ``torchrun --nproc-per-node 2`` on the CPU (Gloo)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "srrestore", *map(str, arguments)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_a_scene_fine_tunes_in_bf16_on_the_cpu(tmp_path, scene, tiny):
+    model = tmp_path / "bf16.safetensors"
+    result = run("finetune", scene, "--out", model, "--model", tiny, *FAST, "--precision", "bf16")
+    assert result.exit_code == 0, result.output
+    info = read_checkpoint_info(model)
+    assert info.training["precision"] == "bf16" and info.training["recipe"]["precision"] == "bf16"
+    assert info.training["steps"] == {"pretrain": 3, "gan": 0}
+
+
+@pytest.mark.slow
+def test_a_scene_fine_tunes_under_torchrun_with_two_cpu_processes(tmp_path, scene, tiny):
+    model, log = tmp_path / "ddp.safetensors", tmp_path / "ddp.jsonl"
+    done = _torchrun("finetune", scene, "--out", model, "--model", tiny, *FAST, "--validation-interval", "2",
+                     "--log-file", log)
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = read_checkpoint_info(model)
+    assert info.training["world_size"] == 2 and info.training["steps"] == {"pretrain": 3, "gan": 0}
+    events = [json.loads(line) for line in log.read_text().splitlines()]  # rank 0 alone writes the log
+    assert [event["step"] for event in events if event["event"] == "validation"] == [0, 2, 3]
+    assert [event["step"] for event in events if event["event"] == "train"] == [3]
+
+
+def test_an_interrupted_fine_tuning_resumes_exactly(tmp_path, scene, tiny):
+    """Two sessions (2 + 2 steps) give the weights of one 4-step run, bit for bit (same process, same CPU)."""
+    # A huge time budget: the schedule follows the steps alone (time progress would make runs differ).
+    arguments = ("--model", tiny, *FAST, "--steps", "4", "--validation-interval", "1", "--max-minutes", "1e6")
+    whole = tmp_path / "whole.safetensors"
+    assert run("finetune", scene, "--out", whole, *arguments).exit_code == 0
+    split, state = tmp_path / "split.safetensors", tmp_path / "split.state.safetensors"
+    first = run("finetune", scene, "--out", split, *arguments, "--state", state, "--stop-after", "2")
+    assert first.exit_code == 0, first.output
+    assert state.is_file() and not split.exists()  # no model until the run ends
+    second = run("finetune", scene, "--out", split, *arguments, "--resume", state)
+    assert second.exit_code == 0, second.output
+    whole_weights, split_weights = (load_generator(path)[0].state_dict() for path in (whole, split))
+    for name, value in whole_weights.items():
+        assert torch.equal(value, split_weights[name]), name
+    assert read_checkpoint_info(split).training["steps"] == {"pretrain": 4, "gan": 0}

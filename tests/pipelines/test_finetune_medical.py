@@ -271,3 +271,30 @@ def test_a_dicom_series_fine_tunes(fixtures_dir, start_model, tmp_path):
     recorded = read_checkpoint_info(tmp_path / "ct.safetensors").card["degradation_model"]
     assert recorded["factor_from"].startswith("the header") and recorded["profile_from"] == "the default"
     assert report.notes[-1].endswith("--slice-scale 2 --model " + str(tmp_path / "ct.safetensors"))
+
+
+def test_a_scan_fine_tunes_in_bf16_on_the_cpu(tmp_path, thick_t1, start_model):
+    output = tmp_path / "bf16.safetensors"
+    report = finetune_medical([thick_t1], output, tuning(start_model, precision="bf16"))
+    assert report.finished and report.steps == 3
+    info = read_checkpoint_info(output)
+    assert info.training["precision"] == "bf16" and info.config.scale == (2, 1)
+
+
+@pytest.mark.slow
+def test_a_scan_fine_tunes_under_torchrun_with_two_cpu_processes(tmp_path, thick_t1, start_model):
+    import os
+    import subprocess
+    import sys
+
+    output, log = tmp_path / "ddp.safetensors", tmp_path / "ddp.jsonl"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "srrestore", "finetune", str(thick_t1), "--out", str(output), "--model", start_model,
+               "--steps", "2", "--batch-size", "2", "--patch-size", "16", "--device", "cpu", "--quiet",
+               "--log-file", str(log)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = read_checkpoint_info(output)
+    assert info.training["world_size"] == 2 and info.card["domain"] == "medical" and info.config.scale == (2, 1)
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [0, 2, 2]  # start, train, end

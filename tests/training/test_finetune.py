@@ -164,7 +164,7 @@ def test_finetuning_never_saves_weights_worse_than_the_pretrained_ones_on_held_o
     saved, info = load_generator(output)
     for name, value in saved.state_dict().items():
         torch.testing.assert_close(value, start[name])
-    assert info.training["best_step"] == 0 and info.phase == "psnr"
+    assert info.training["selection"]["best_step"] == 0 and info.phase == "psnr"
 
 
 def test_patience_stops_a_run_whose_held_out_score_stops_improving(tmp_path, tiny_rgb, coffee):
@@ -174,7 +174,7 @@ def test_patience_stops_a_run_whose_held_out_score_stops_improving(tmp_path, tin
                       options, Degradation(scale=SCALE, kernel="area", clip=False))
     assert report.stopped_early and not report.stopped_by_time
     assert report.steps == 10 and report.best_step == 0  # scores at steps 5 and 10 did not beat the start
-    assert read_checkpoint_info(tmp_path / "m.safetensors").training["stopped_early"] is True
+    assert read_checkpoint_info(tmp_path / "m.safetensors").training["stopped_by"] == "patience"
 
 
 def test_finetuning_lowers_the_pixel_loss_and_records_the_run(tmp_path, tiny_rgb, coffee):
@@ -188,7 +188,7 @@ def test_finetuning_lowers_the_pixel_loss_and_records_the_run(tmp_path, tiny_rgb
     assert report.evaluation["finetuned"]["l1"] < 0.8 * report.evaluation["pretrained"]["l1"]
     assert report.last_losses["pixel"] < report.first_losses["pixel"]
     info = read_checkpoint_info(output)
-    assert info.training["kind"] == "finetune" and info.training["steps"] == {"done": 40, "planned": 40}
+    assert info.training["kind"] == "finetune" and info.training["steps"] == info.training["planned_steps"] == {"pretrain": 40, "gan": 0}
     assert info.training["data"] == ["coffee.png"] and info.training["pretrained"]["name"] == "tiny-rgb.safetensors"
     assert info.card["normalization"] == {"method": "x"} and info.card["channels"] == 3
     generator, _ = load_generator(output)
@@ -202,7 +202,7 @@ def test_the_time_budget_stops_the_run_cleanly_and_still_saves(tmp_path, tiny_rg
                       Degradation(scale=SCALE, kernel="area"))
     assert report.stopped_by_time and 0 < report.steps < 100_000
     assert report.seconds < 1.2 + 10  # the 1.2 s budget plus setup and saving
-    assert read_checkpoint_info(output).training["stopped_by_time"] is True
+    assert read_checkpoint_info(output).training["stopped_by"] == "time budget"
 
 
 def test_adversarial_and_perceptual_losses_train_a_gan_phase_model(tmp_path, tiny_rgb, coffee):
@@ -284,4 +284,4 @@ def test_without_room_for_a_held_out_band_the_report_says_the_scores_are_on_trai
                       tmp_path / "m.safetensors", options, Degradation(scale=SCALE, kernel="area", clip=False))
     assert report.evaluated_on == "training"
     assert any("too small to hold out a band" in note for note in report.notes)
-    assert read_checkpoint_info(tmp_path / "m.safetensors").card["evaluation_protocol"].startswith("32 fixed training")
+    assert read_checkpoint_info(tmp_path / "m.safetensors").card["validation_protocol"].startswith("32 fixed training")
