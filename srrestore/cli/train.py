@@ -95,73 +95,29 @@ def train(
           --config configs/builtin-x4-deeper.toml --init srgan-rgb-x4-psnr --out m.safetensors
       torchrun --nproc-per-node 4 -m srrestore train data/ --out m.safetensors --log-file m.jsonl
     """
-    from srrestore.domains.image import read_image
-    from srrestore.engine.devices import resolve_device
-    from srrestore.training.config import TrainingConfig, load_recipe, merge_recipes
-    from srrestore.training.data import (
-        PatchDataset,
-        ValidationSet,
-        find_images,
-        images_fingerprint,
-        load_images,
-        split_images,
-    )
-    from srrestore.training.state import load_state
-    from srrestore.training.trainer import Trainer, TrainingOutputs
+    from srrestore.pipelines.image.train import TrainingFiles, train_images
 
-    state = load_state(resume_path) if resume_path is not None else None
-    stored: dict[str, Any] = state.info if state is not None else {}
-    if not hr_dirs and not stored:
+    if not hr_dirs and resume_path is None:
         raise click.UsageError("give at least one HR_DIR (or --resume a run)")
-    if out is None and not stored:
+    if out is None and resume_path is None:
         raise click.UsageError("give --out MODEL.safetensors (or --resume a run)")
-    if init_model is not None and state is not None:
+    if init_model is not None and resume_path is not None:
         raise click.UsageError("--init starts a new run; a resumed run already has its weights")
-
-    recipe = dict(stored.get("recipe", {}))
-    for recipe_path in recipe_paths:
-        recipe = merge_recipes(recipe, load_recipe(recipe_path))
-    config = TrainingConfig.from_dict(merge_recipes(recipe, _overrides(options)))
-    resolve_device(device)  # refuse a bad device before reading the images
-    initial = None
-    if init_model is not None:
-        from srrestore.models.checkpoint import load_generator
-        from srrestore.models.registry import resolve_checkpoint
-
-        initial = load_generator(resolve_checkpoint(init_model, config.scale[0], config.channels))
-
-    sources = [str(folder) for folder in hr_dirs] or stored["sources"]
-    validation_sources = [str(folder) for folder in val_dirs] or stored.get("validation_sources", [])
-    images = load_images(find_images(sources), config.channels, read_image)
-    validation = [ValidationSet.from_folder(folder, config.channels, config.degradation, read_image, config.seed)
-                  for folder in validation_sources]
-    if not validation and config.val_fraction > 0:
-        images, held_out = split_images(images, config.val_fraction, config.seed)
-        validation = [ValidationSet("held-out", held_out, config.degradation, config.seed)]
-    dataset = PatchDataset(images, config.patch_size, config.degradation, config.seed, config.augment)
-
-    previous = stored.get("outputs", {})
-    outputs = TrainingOutputs.beside(
-        out if out is not None else previous["model"],
-        config.gan_steps,
-        psnr_model=psnr_out if psnr_out is not None else (previous.get("psnr_model") if out is None else None),
-        state=state_path if state_path is not None else (resume_path if out is None else None),
-        log=log_path if log_path is not None else (previous.get("log") if out is None else None),
+    run = train_images(
+        list(hr_dirs), TrainingFiles(out, psnr_out, state_path, log_path), list(recipe_paths), _overrides(options),
+        list(val_dirs), resume=resume_path, init=init_model, stop_after=stop_after, overwrite=overwrite,
+        device=device, progress=not quiet,
     )
-    trainer = Trainer(
-        config, dataset, validation, outputs, device=device, sources=sources,
-        validation_sources=validation_sources, data_fingerprint=images_fingerprint(images),
-        resume_from=state, initial=initial, overwrite=overwrite, progress=not quiet,
-    )
-    result = trainer.run(stop_after=stop_after)
-    if quiet or not trainer.distributed.is_main:
+    result, config, outputs = run.result, run.config, run.result.outputs
+    if quiet or not run.is_main:
         return
     if not result.finished:
         click.echo(f"stopped at step {result.step}/{config.total_steps}; "
                    f"continue with: srrestore train --resume {outputs.state}", err=True)
         return
-    phases = ((outputs.psnr_model, config.pretrain_steps), (outputs.model, config.gan_steps))
-    for path in dict.fromkeys(path for path, steps in phases if steps):
+    if result.stopped_by is not None:
+        click.echo(f"ended at step {result.step}/{config.total_steps} by the {result.stopped_by}", err=True)
+    for path in dict.fromkeys(result.saved):
         click.echo(f"wrote {path}", err=True)
     for phase, sets in result.metrics.items():
         for name, values in sets.items():

@@ -8,7 +8,8 @@ binds to and its suffix: a 32x32 PNG, a 48x48 three-band GeoTIFF (its reference 
 large, its low-resolution input half as large), a thick-slice NIfTI, a four-slice DICOM
 series built from pydicom's ``CT_small.dcm``, folders of small HR PNGs for
 ``../shared/data/sr/...``, tiny untrained checkpoints for model files, a training state made
-by a two-step run for ``--resume``. Files the repository holds (``examples/data/*``,
+by a two-step run for ``train --resume``, the example's own fine-tuning stopped after one step for
+``finetune --resume``. Files the repository holds (``examples/data/*``,
 ``configs/*``) are used as they are. Every flag of the example is kept; only limits are
 appended so that each runs in seconds on a CPU:
 
@@ -68,7 +69,7 @@ SKIPPED: dict[str, str] = {}
 BROKEN: dict[str, str] = {}
 
 # Parameters whose values are written by the command; every other path-like value is an input.
-OUTPUT_PARAMETERS = {"output_path", "out", "output", "psnr_out", "state_path", "log_path"}
+OUTPUT_PARAMETERS = {"output_path", "out", "output", "psnr_out", "state_path", "log_path", "state", "log"}
 MODEL_SUFFIXES = (".safetensors", ".pth")
 
 
@@ -240,6 +241,8 @@ class Workspace:
             return write_image_folder(target)
         if parameter == "resume_path":
             return self.training_state(target)
+        if parameter == "resume":
+            return self.finetuning_state(target)
         if lower.endswith(MODEL_SUFFIXES):
             return self.model(token, target)
         if lower.endswith(".png"):
@@ -286,6 +289,18 @@ class Workspace:
             "train", str(write_image_folder(self.root / "inputs" / "state_hr")), "--out", str(model),
             "--config", str(ROOT / "configs" / "builtin-rgb-x4.toml"), "--pretrain-steps", "2", "--gan-steps", "0",
             "--batch-size", "2", "--patch-size", "32", "--device", "cpu", "--quiet"])
+        assert result.exit_code == 0, result.output
+        assert target.is_file(), sorted(p.name for p in target.parent.iterdir())
+        return target
+
+
+    def finetuning_state(self, target: Path) -> Path:
+        """A fine-tuning state: the example's run (same input, options and limits) stopped after one step."""
+        inputs = [token for token in self.arguments[1:] if token in self.made]
+        assert inputs, f"make the inputs of {self.arguments} before their state"
+        result = CliRunner().invoke(cli, [
+            "finetune", *(str(self.made[token]) for token in inputs), "--out", str(target.with_name("session-1.safetensors")),
+            "--state", str(target), "--stop-after", "1", "--quiet", *limits("finetune", self.arguments, self.root)])
         assert result.exit_code == 0, result.output
         assert target.is_file(), sorted(p.name for p in target.parent.iterdir())
         return target
