@@ -62,7 +62,7 @@ from srrestore.domains.medical.nifti import read_nifti
 from srrestore.pipelines.medical.finetune import finetune_medical
 from srrestore.pipelines.medical.restore import restore_nifti
 from srrestore.pipelines.medical.initial_model import through_plane_start
-from srrestore.pipelines.options import RestoreOptions
+from srrestore.pipelines.medical.options import VolumeOptions
 
 from srrestore.engine.normalize import to_dtype
 from srrestore.errors import SRRestoreError
@@ -241,7 +241,7 @@ def run_volume(path: Path, args: argparse.Namespace, folder: Path) -> list[Row]:
         return Row(name, method, psnr, ssim, note, extra)
 
     rows = [measured("cubic spline", cubic_spline(thick, args.factor, block.stored.dtype))]
-    options = RestoreOptions(device="cpu", progress=False, slice_scale=args.factor)
+    options = VolumeOptions(device="cpu", progress=False, slice_scale=args.factor)
     try:
         restore_nifti(source, folder / "builtin.nii.gz", options)
         rows.append(measured("built-in (default)", restored_stored(folder / "builtin.nii.gz")))
@@ -255,7 +255,7 @@ def run_volume(path: Path, args: argparse.Namespace, folder: Path) -> list[Row]:
     )
     start, how = through_plane_start(tuning, args.factor)
     save_generator(folder / "start.safetensors", start.generator.eval(), phase=start.info.phase)
-    restore_nifti(source, folder / "start.nii.gz", RestoreOptions(model=str(folder / "start.safetensors"),
+    restore_nifti(source, folder / "start.nii.gz", VolumeOptions(model=str(folder / "start.safetensors"),
                                                                   device="cpu", progress=False))
     rows.append(measured(f"built-in {start.name} as ({args.factor}, 1), not fine-tuned",
                          restored_stored(folder / "start.nii.gz"), how.split(":", 1)[-1].strip()))
@@ -263,7 +263,7 @@ def run_volume(path: Path, args: argparse.Namespace, folder: Path) -> list[Row]:
     model = folder / f"{block.name}.safetensors"
     report = finetune_medical([scan_source], model, tuning, slice_profile="box")
     start = time.perf_counter()
-    restore_nifti(source, folder / "finetuned.nii.gz", RestoreOptions(model=str(model), device="cpu", progress=False))
+    restore_nifti(source, folder / "finetuned.nii.gz", VolumeOptions(model=str(model), device="cpu", progress=False))
     restore_seconds = time.perf_counter() - start
     note = f"{report.steps} steps, start {report.pretrained}"
     rows.append(measured("fine-tuned", restored_stored(folder / "finetuned.nii.gz"), note,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from srrestore.domains import sniff
@@ -23,7 +24,7 @@ from srrestore.pipelines.options import RestoreOptions
 
 __all__ = ["restore", "restore_path", "detect_format"]
 
-Pipeline = Callable[[Path, Path, RestoreOptions], RestoreReport]
+Pipeline = Callable[[Path, Path, "RestoreOptions | Mapping[str, Any]"], RestoreReport]
 
 
 def detect_format(path: Path) -> str:
@@ -62,11 +63,19 @@ def _pipeline(kind: str) -> Pipeline:
     return restore_image
 
 
-def restore_path(input_path: Path, output_path: Path, options: RestoreOptions) -> list[RestoreReport]:
+def restore_path(input_path: Path, output_path: Path,
+                 options: RestoreOptions | Mapping[str, Any]) -> list[RestoreReport]:
     """Restore one input, or every supported file of a folder that is not a DICOM series.
 
     A folder of images becomes an output folder that appears whole or not at all:
     one unreadable image leaves no output behind.
+
+    Args:
+        input_path: the input file or folder.
+        output_path: where to write.
+        options: the options (an options object, or values by field name): the
+            format's pipeline takes those it reads and refuses another format's
+            (see :meth:`~srrestore.pipelines.options.RestoreOptions.for_format`).
     """
     kind = detect_format(input_path) if not input_path.is_dir() else _folder_kind(input_path)
     if kind != "folder":
@@ -75,8 +84,9 @@ def restore_path(input_path: Path, output_path: Path, options: RestoreOptions) -
     sources = sorted(p for p in input_path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not sources:
         raise UnsupportedInputError(f"{input_path}: no DICOM series and no images ({', '.join(IMAGE_SUFFIXES)}) inside")
-    each = replace(options, overwrite=False)
-    with atomic_output(output_path, options.overwrite, [input_path], directory=True) as folder:
+    overwrite = bool(options.get("overwrite", False) if isinstance(options, Mapping) else options.overwrite)
+    each = {**options, "overwrite": False} if isinstance(options, Mapping) else replace(options, overwrite=False)
+    with atomic_output(output_path, overwrite, [input_path], directory=True) as folder:
         reports = [_pipeline(detect_format(source))(source, folder / source.name, each) for source in sources]
     return [replace(report, output=output_path / report.output.name) for report in reports]
 
@@ -94,11 +104,11 @@ def restore(input_path: str | os.PathLike[str], output_path: str | os.PathLike[s
         output_path: where to write (same format as the input; a folder for
             DICOM series and image folders).
         **options: fields of :class:`~srrestore.pipelines.options.RestoreOptions`
-            (``model``, ``scale``, ``slice_scale``, ``tile_size``, ``device``,
-            ``overwrite``, ``cog``, ``series_uid``...).
+            (``model``, ``scale``, ``tile_size``, ``device``, ``overwrite``...)
+            and of the input format's options (``cog``, ``slice_scale``, ``series_uid``...).
 
     Returns:
         One report per restored input.
     """
     options.setdefault("progress", False)
-    return restore_path(Path(input_path), Path(output_path), RestoreOptions.from_kwargs(**options))
+    return restore_path(Path(input_path), Path(output_path), options)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,13 +20,13 @@ __all__ = ["restore_image"]
 _SAVABLE = {".png": ("uint8", "uint16"), ".jpg": ("uint8",), ".jpeg": ("uint8",), ".bmp": ("uint8",)}
 
 
-def restore_image(input_path: Path, output_path: Path, options: RestoreOptions) -> RestoreReport:
+def restore_image(input_path: Path, output_path: Path, options: RestoreOptions | Mapping[str, Any]) -> RestoreReport:
     """Upscale one plain image into ``output_path`` (same dtype; format from its suffix).
 
     RGBA images: the colour goes through the model, the alpha channel is
     nearest-upsampled.
     """
-    options.check_applies("image", ())
+    options = RestoreOptions.for_format(options, "image")
     check_output_name(output_path, "image")
     check_output_path(output_path, options.overwrite, [input_path])  # before any work
     stored = read_image(input_path)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Sequence
 
 import numpy as np
@@ -38,6 +39,7 @@ from srrestore.domains.medical.nifti import NiftiWriter, derive_header
 from srrestore.domains.medical.volume import open_volume
 from srrestore.pipelines.common import RestoreReport, check_output_name, run_engine
 from srrestore.pipelines.medical.planes import average_planes
+from srrestore.pipelines.medical.options import DicomOptions, VolumeOptions
 from srrestore.pipelines.options import RestoreOptions
 
 from srrestore import __version__
@@ -86,7 +88,7 @@ class SRPass:
         return [self.plane_axes] if self.second_plane is None else [self.plane_axes, self.second_plane]
 
 
-def _load(name: str, factor: int | None, options: RestoreOptions) -> SRModel:
+def _load(name: str, factor: int | None, options: VolumeOptions) -> SRModel:
     return load_model(name, factor, 1, options.phase, options.device, options.precision, options.backend)
 
 
@@ -96,7 +98,7 @@ def _default_slice_factor(spacings: Sequence[float], axis: int) -> int:
     return max([f for f in SUPPORTED_FACTORS if 1 < f <= round(ratio)] or [2])
 
 
-def _through_plane(options: RestoreOptions, factor: int | None, axis: int, spacings: Sequence[float]) -> SRPass:
+def _through_plane(options: VolumeOptions, factor: int | None, axis: int, spacings: Sequence[float]) -> SRPass:
     name = options.slice_model or options.model
     origin = "--slice-scale"
     if factor is None and name == "default":
@@ -121,7 +123,7 @@ def _through_plane(options: RestoreOptions, factor: int | None, axis: int, spaci
     return SRPass("through-plane", model, plane_axes, tuple(factors), second_plane, origin)  # type: ignore[arg-type]
 
 
-def _in_plane(options: RestoreOptions, axis: int) -> SRPass:
+def _in_plane(options: VolumeOptions, axis: int) -> SRPass:
     model = _load(options.model, options.scale, options)
     rows, columns = model.spec.scale
     if rows != columns:
@@ -137,7 +139,7 @@ def _in_plane(options: RestoreOptions, axis: int) -> SRPass:
 
 
 def plan_passes(
-    options: RestoreOptions, spacings: Sequence[float], slice_axis: int, shape: Sequence[int]
+    options: VolumeOptions, spacings: Sequence[float], slice_axis: int, shape: Sequence[int]
 ) -> list[SRPass]:
     """Choose the passes for a volume.
 
@@ -211,7 +213,7 @@ def _run_passes(
     writer: Writer,
     passes: list[SRPass],
     normalization: Normalization,
-    options: RestoreOptions,
+    options: VolumeOptions,
     scratch: Path,
 ) -> list[Any]:
     """Run the passes from ``reader`` into ``writer`` (not closed).
@@ -251,7 +253,8 @@ def _describe(passes: list[SRPass], normalization: Normalization) -> str:
     return f"srrestore {__version__} super-resolution: {steps}; intensity {json.dumps(normalization.to_dict())}"
 
 
-def restore_dicom(input_path: Path, output_path: Path, options: RestoreOptions) -> RestoreReport:
+def restore_dicom(input_path: Path, output_path: Path,
+                  options: DicomOptions | RestoreOptions | Mapping[str, Any]) -> RestoreReport:
     """Restore a DICOM series (folder or file) into a derived series folder.
 
     Args:
@@ -266,7 +269,7 @@ def restore_dicom(input_path: Path, output_path: Path, options: RestoreOptions) 
         ConfigError: options that do not fit the series or the model.
         OutputExistsError, OutputWriteError: see :func:`~srrestore.storage.atomic.atomic_output`.
     """
-    options.check_applies("DICOM", ("series_uid", "resample_irregular", "slice_scale", "slice_model"))
+    options = DicomOptions.for_format(options, "DICOM")
     check_output_name(output_path, "dicom")
     check_output_path(output_path, options.overwrite, [input_path], True, is_srrestore_series)  # before any work
     volume = open_volume(input_path, options.series_uid, options.resample_irregular)
@@ -310,7 +313,8 @@ def _nifti_bytes(header: Any, output_path: Path) -> int | None:
     return 2 * int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
 
 
-def restore_nifti(input_path: Path, output_path: Path, options: RestoreOptions) -> RestoreReport:
+def restore_nifti(input_path: Path, output_path: Path,
+                  options: VolumeOptions | RestoreOptions | Mapping[str, Any]) -> RestoreReport:
     """Restore a 3-D or 4-D NIfTI file (each volume of a 4-D file in turn).
 
     Writes ``output_path`` (``.nii`` or ``.nii.gz``, the stored dtype and
@@ -322,7 +326,7 @@ def restore_nifti(input_path: Path, output_path: Path, options: RestoreOptions) 
             GeoTIFF-only options, or options that do not fit the volume or the model.
         OutputExistsError, OutputWriteError: the output or its sidecar exists, or cannot be written.
     """
-    options.check_applies("NIfTI", ("slice_scale", "slice_model"))
+    options = VolumeOptions.for_format(options, "NIfTI")
     check_output_name(output_path, "nifti")
     for path in (output_path, sidecar_path(output_path)):
         check_output_path(path, options.overwrite, [input_path])  # before any work

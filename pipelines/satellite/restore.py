@@ -13,7 +13,8 @@ import warnings
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import ContextManager
+from collections.abc import Mapping
+from typing import Any, ContextManager
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from srrestore.errors import GeometryWarning, SRRestoreWarning
 from srrestore.sr_model import SRModel
 from srrestore.pipelines.common import RestoreReport, check_output_name, model_for, provenance, run_engine
 from srrestore.pipelines.options import RestoreOptions
+from srrestore.pipelines.satellite.options import GeoTiffOptions
 
 __all__ = ["raster_normalization", "restore_geotiff"]
 
@@ -72,7 +74,8 @@ def _undeclared_fill(meta: RasterMeta, sample: RasterSample) -> list[str]:
     return [message]
 
 
-def restore_geotiff(input_path: Path, output_path: Path, options: RestoreOptions) -> RestoreReport:
+def restore_geotiff(input_path: Path, output_path: Path,
+                    options: GeoTiffOptions | RestoreOptions | Mapping[str, Any]) -> RestoreReport:
     """Upscale one GeoTIFF or COG into ``output_path`` (``options.cog``: a COG).
 
     Args:
@@ -90,7 +93,7 @@ def restore_geotiff(input_path: Path, output_path: Path, options: RestoreOptions
         OutputWriteError: the output is the input, or cannot be written.
     """
     input_path, output_path = Path(input_path), Path(output_path)
-    options.check_applies("GeoTIFF", ("cog", "nodata"))
+    options = GeoTiffOptions.for_format(options, "GeoTIFF")
     check_output_name(output_path, "geotiff")
     check_output_path(output_path, options.overwrite, [input_path])  # before any work
     with GeoTiffReader(input_path, options.nodata) as reader:

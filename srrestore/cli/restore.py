@@ -58,12 +58,11 @@ def restore(input_path: Path, output_path: Path, quiet: bool, **options: object)
       srrestore restore mosaic.tif mosaic_x4.tif --nodata 0
       srrestore restore ct_series/ ct_sr/ --slice-scale 4 --model ct_slices_x4.safetensors
     """
-    from srrestore.pipelines.options import RestoreOptions
     from srrestore.pipelines.restore import restore_path
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SRRestoreWarning)
-        reports = restore_path(input_path, output_path, RestoreOptions(progress=not quiet, **options))  # type: ignore[arg-type]
+        reports = restore_path(input_path, output_path, {"progress": not quiet, **options})
     warned = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, SRRestoreWarning)))
     for message in warned:  # shown even with --quiet: each may mean the output is not what was wanted
         click.echo(f"srrestore: warning: {message}", err=True)

@@ -21,6 +21,7 @@ from srrestore.pipelines.medical.restore import restore_nifti
 from srrestore.models.surgery import through_plane_generator
 from srrestore.pipelines.medical.pairs import in_plane_images, read_scan
 from srrestore.pipelines.medical.planes import average_planes
+from srrestore.pipelines.medical.options import VolumeOptions
 from srrestore.pipelines.options import RestoreOptions
 
 from srrestore.engine import (
@@ -79,8 +80,8 @@ def tuning(start_model: str, **changes) -> FinetuneOptions:
     return FinetuneOptions(**{**values, **changes})
 
 
-def restoring(model: Path, **changes) -> RestoreOptions:
-    return RestoreOptions(model=str(model), device="cpu", progress=False, tile_size=32, batch_size=4, **changes)
+def restoring(model: Path, **changes) -> VolumeOptions:
+    return VolumeOptions(model=str(model), device="cpu", progress=False, tile_size=32, batch_size=4, **changes)
 
 
 def test_pairs_come_only_from_in_plane_slices_in_both_orientations(thick_t1):

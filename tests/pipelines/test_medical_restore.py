@@ -18,7 +18,6 @@ from srrestore.domains.medical.geometry import corner_points
 from srrestore.domains.medical.dicom_series import sniff_dicom
 from srrestore.domains.medical.nifti import sniff_nifti
 from srrestore.pipelines.medical.restore import restore_dicom, restore_nifti
-from srrestore.pipelines.options import RestoreOptions
 
 from srrestore.errors import ConfigError, InputReadError, OutputExistsError, UnsupportedInputError
 from srrestore.models.checkpoint import save_generator
@@ -68,8 +67,9 @@ def small_abdomen(abdomen, tmp_path_factory) -> Path:
     return folder
 
 
-def options(**kwargs) -> RestoreOptions:
-    return RestoreOptions(progress=False, device="cpu", **kwargs)
+def options(**kwargs) -> dict[str, object]:
+    """Restore options by name, as the command line gives them: each pipeline takes its own and refuses others."""
+    return {"progress": False, "device": "cpu", **kwargs}
 
 
 def check_geometry(source: Path, output: Path, factors: tuple[int, int, int]) -> None:

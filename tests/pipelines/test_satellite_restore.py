@@ -26,7 +26,7 @@ from srrestore.errors import (
 )
 from srrestore.models.checkpoint import save_generator
 from srrestore.models.generator import create_generator
-from srrestore.pipelines.options import RestoreOptions
+from srrestore.pipelines.satellite.options import GeoTiffOptions
 from srrestore.domains.satellite.geotiff import sniff_geotiff
 from srrestore.pipelines.satellite.restore import restore_geotiff
 
@@ -52,7 +52,7 @@ def satellite(fixtures_dir) -> Path:
 
 
 def run(source: Path, target: Path, model: Path, **options):
-    return restore_geotiff(source, target, RestoreOptions(model=str(model), progress=False, **options))
+    return restore_geotiff(source, target, GeoTiffOptions(model=str(model), progress=False, **options))
 
 
 def sha256(path: Path) -> str:
