@@ -27,7 +27,7 @@ sidecar beside the NIfTI output.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Any, Sequence
@@ -195,6 +195,30 @@ def _label(passes: list[SRPass]) -> str:
     return factor_label((through, in_plane, in_plane))
 
 
+def _between_passes_dtype(stored: np.dtype) -> np.dtype:
+    """The float dtype that holds every stored value exactly: float32 up to 16-bit data, else float64."""
+    return np.dtype(np.float32 if stored.itemsize <= 2 or stored == np.float32 else np.float64)
+
+
+class _Unrounded:
+    """Reader (engine protocol) giving ``source``'s values as floats, whose outputs the engine writes as ``output``.
+
+    Between two passes a volume stays in float stored units: only the last pass
+    rounds to the stored dtype, once, as a single pass would.
+    """
+
+    def __init__(self, source: Reader, values: np.dtype, output: np.dtype) -> None:
+        self.source = source
+        self.values = values
+        self.spec = replace(source.spec, dtype=np.dtype(output).name)
+
+    def read(self, region: Region) -> np.ndarray:
+        return self.source.read(region).astype(self.values, copy=False)
+
+    def read_valid(self, region: Region) -> np.ndarray:
+        return self.source.read_valid(region)
+
+
 class _ScratchVolume:
     """Writer into a memory-mapped ``(C, *shape)`` array between two passes."""
 
@@ -216,12 +240,13 @@ def _run_passes(
     options: VolumeOptions,
     scratch: Path,
 ) -> list[Any]:
-    """Run the passes from ``reader`` into ``writer`` (not closed).
+    """Run the passes from ``reader`` into ``writer`` (not closed), rounding to the stored dtype once, at the end.
 
     Returns:
         One engine report per pass; a two-plane pass gives a tuple of its two runs' reports.
     """
     reports = []
+    stored, between = np.dtype(reader.spec.dtype), _between_passes_dtype(np.dtype(reader.spec.dtype))
     source: Reader = reader
     with scratch_folder(scratch, "passes") as folder:
         for number, step in enumerate(passes):
@@ -229,7 +254,8 @@ def _run_passes(
             target: Writer = writer
             if not last:
                 shape = tuple(n * f for n, f in zip(source.spec.shape, step.factors))
-                target = _ScratchVolume(Path(folder), source.spec.channels, shape, np.dtype(source.spec.dtype))
+                target = _ScratchVolume(Path(folder), source.spec.channels, shape, between)
+                source = _Unrounded(source, between, between)
             if step.second_plane is None:
                 reports.append(run_engine(source, target, step.model, normalization, options, step.plane_axes))
             else:
@@ -238,7 +264,8 @@ def _run_passes(
                 )))
             if not last:
                 target.close()
-                source = ArrayReader(target.array, reader.spec.nodata)  # type: ignore[attr-defined]
+                scratch_reader = ArrayReader(target.array, reader.spec.nodata)  # type: ignore[attr-defined]
+                source = _Unrounded(scratch_reader, between, stored)
     return reports
 
 
