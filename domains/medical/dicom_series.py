@@ -219,8 +219,12 @@ class DicomSeries:
             return np.asarray(self.resampling.positions, dtype=np.float64)
         return slice_positions(self.affine, self.shape[0])
 
-    def read_volume(self) -> np.ndarray:
+    def read_volume(self, out: np.ndarray | None = None) -> np.ndarray:
         """Decode every slice into a ``(D, H, W)`` array of stored values (``self.dtype``).
+
+        Slices of a regular single-frame series are decoded one file at a
+        time straight into ``out`` (e.g. a disk-backed array: memory stays
+        bounded); None: a new in-memory array.
 
         A resampled series is interpolated from its source slices (see
         :mod:`~srrestore.domains.medical.resample`); PixelPaddingValue pixels
@@ -232,21 +236,20 @@ class DicomSeries:
             InputReadError: truncated or corrupt pixel data.
             MissingDependencyError: no decoder for the transfer syntax.
         """
-        stack = self._read_stack()
         if self.resampling is None:
-            return stack
+            return self._read_stack(np.empty(self.shape, dtype=self.dtype) if out is None else out)
+        stack = self._read_stack(np.empty((len(self.frames), *self.shape[1:]), dtype=self.dtype))
         padding = self.padding_value
         valid = np.ones(stack.shape, dtype=bool) if padding is None else stack != padding
         fill = float(stack.min()) if padding is None else padding
         low, high = self.stored_range
-        volume = np.empty(self.shape, dtype=self.dtype)
+        volume = np.empty(self.shape, dtype=self.dtype) if out is None else out
         for index, plane in enumerate(self.resampling.planes(stack, valid, fill)):
             volume[index] = to_dtype(np.clip(plane, low, high), self.dtype)
         return volume
 
-    def _read_stack(self) -> np.ndarray:
-        """``(N, H, W)`` stored values of the source slices, in spatial order."""
-        stack = np.empty((len(self.frames), *self.shape[1:]), dtype=self.dtype)
+    def _read_stack(self, stack: np.ndarray) -> np.ndarray:
+        """The ``(N, H, W)`` stored values of the source slices, in spatial order, decoded into ``stack``."""
         if self.multiframe:
             pixels = _decode(self.paths[0])
             pixels = pixels.reshape(-1, *self.shape[1:])

@@ -1,7 +1,8 @@
 """NIfTI-1/NIfTI-2 volumes (``.nii``, ``.nii.gz``) through nibabel (invariants N1-N5).
 
-:func:`read_nifti` returns the *stored* (unscaled) values in the file's dtype
-with their ``scl_slope``/``scl_inter``, as channels-first ``(C, X, Y, Z)``:
+:func:`read_nifti` opens a file and gives the *stored* (unscaled) values in the file's dtype
+with their ``scl_slope``/``scl_inter``, as channels-first ``(C, X, Y, Z)``, read
+into memory or slab by slab into a disk-backed array:
 a 4-D image's fourth axis (time, echoes...) becomes the channels, so a
 1-channel network restores each volume in turn. Spatial axes stay in the
 file's index order ``(i, j, k)``.
@@ -45,28 +46,42 @@ def has_nifti_suffix(path: Path) -> bool:
     return path.name.lower().endswith(NIFTI_SUFFIXES)
 
 
+SLAB_BYTES = 64 * 2**20  # stored bytes read at once when a volume is streamed
+
+
 @dataclass
 class NiftiVolume:
-    """A NIfTI image read for restoring.
+    """A NIfTI image opened for restoring: its header now, its voxels when read.
 
     Attributes:
         path: the file.
         header: the nibabel header (Nifti1Header or Nifti2Header).
-        stored: ``(C, X, Y, Z)`` unscaled values in the stored dtype.
         slope, intercept: ``physical = stored * slope + intercept`` (1, 0 when unscaled).
         image_class: the nibabel image class, to write the same NIfTI version.
+        proxy: nibabel's array proxy of the voxels (nothing read yet).
     """
 
     path: Path
     header: Any
-    stored: np.ndarray
     slope: float
     intercept: float
     image_class: type
+    proxy: Any
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(C, X, Y, Z)``: a 4-D image's fourth axis first, else one channel."""
+        shape = tuple(int(n) for n in self.proxy.shape)
+        return (shape[3], *shape[:3]) if len(shape) == 4 else (1, *shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The stored dtype, in the machine's byte order."""
+        return self.header.get_data_dtype().newbyteorder("=")
 
     @property
     def spatial_shape(self) -> tuple[int, int, int]:
-        return tuple(int(n) for n in self.stored.shape[1:])  # type: ignore[return-value]
+        return self.shape[1:]  # type: ignore[return-value]
 
     @property
     def zooms(self) -> tuple[float, float, float]:
@@ -78,12 +93,43 @@ class NiftiVolume:
         """The axis ``dim_info`` names as the acquisition slice axis (0-based), or None."""
         return self.header.get_dim_info()[2]
 
+    @property
+    def stored(self) -> np.ndarray:
+        """``(C, X, Y, Z)`` unscaled values in the stored dtype, read into memory (see :meth:`read_into`)."""
+        return self.read_into(np.empty(self.shape, dtype=self.dtype))
+
+    def read_into(self, out: np.ndarray) -> np.ndarray:
+        """Read the stored values into ``out`` (``(C, X, Y, Z)``, e.g. a disk-backed array) slab by slab along ``Z``.
+
+        Each slab holds about :data:`SLAB_BYTES` bytes, so reading into a
+        memory-mapped array keeps memory bounded whatever the volume's size.
+
+        Raises:
+            InputReadError: truncated or corrupt voxel data.
+        """
+        channels, *spatial = self.shape
+        plane = channels * spatial[0] * spatial[1] * self.dtype.itemsize
+        depth = max(1, SLAB_BYTES // max(plane, 1))
+        four_d = len(self.proxy.shape) == 4
+        for start in range(0, spatial[2], depth):
+            stop = min(start + depth, spatial[2])
+            slicer = (slice(None), slice(None), slice(start, stop)) + ((slice(None),) if four_d else ())
+            try:
+                slab = np.asarray(self.proxy._get_unscaled(slicer))  # nibabel's unscaled read of a slice
+            except Exception as error:  # truncated gzip streams raise EOFError, zlib.error, OSError
+                raise InputReadError(
+                    f"cannot read the voxels of {self.path} (truncated or corrupt?): {error_reason(error)}"
+                ) from error
+            out[..., start:stop] = np.moveaxis(slab, 3, 0) if four_d else slab[None]
+        return out
+
 
 def read_nifti(path: Path) -> NiftiVolume:
-    """Read a 3-D or 4-D NIfTI file's stored values and header.
+    """Open a 3-D or 4-D NIfTI file: its header, and its voxels to read (see :meth:`NiftiVolume.read_into`).
 
     Raises:
-        InputReadError: missing, unreadable, truncated or corrupt file.
+        InputReadError: missing, unreadable or corrupt file; an uncompressed
+            file shorter than its voxels.
         UnsupportedInputError: not NIfTI, fewer than 3 or more than 4 axes, or a
             dtype other than integers and floats.
     """
@@ -103,16 +149,11 @@ def read_nifti(path: Path) -> NiftiVolume:
     dtype = image.header.get_data_dtype()
     if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise UnsupportedInputError(f"{path}: data type {dtype} is not supported (integers or floats only)")
-    try:
-        stored = np.asarray(image.dataobj.get_unscaled())
-    except Exception as error:  # truncated gzip streams raise EOFError, zlib.error, OSError
-        raise InputReadError(f"cannot read the voxels of {path} (truncated or corrupt?): {error}") from error
-    stored = stored.astype(stored.dtype.newbyteorder("="), copy=False)
-    channels = np.moveaxis(stored, 3, 0) if stored.ndim == 4 else stored[None]
+    needed = int(image.dataobj.offset) + int(np.prod(shape)) * dtype.itemsize
+    if not path.name.lower().endswith(".gz") and path.stat().st_size < needed:
+        raise InputReadError(f"cannot read the voxels of {path} (truncated: {path.stat().st_size} bytes of {needed})")
     slope, intercept = image.dataobj.slope, image.dataobj.inter
-    return NiftiVolume(
-        path, image.header.copy(), np.ascontiguousarray(channels), float(slope), float(intercept), type(image)
-    )
+    return NiftiVolume(path, image.header.copy(), float(slope), float(intercept), type(image), image.dataobj)
 
 
 def derive_header(header: Any, factors: Sequence[int], descrip: str, slope: float = 1.0, intercept: float = 0.0) -> Any:

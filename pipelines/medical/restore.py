@@ -29,14 +29,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Sequence
 
 import numpy as np
 from srrestore.domains.medical.dicom_writer import DicomSeriesWriter, derive_series, factor_label, is_srrestore_series
 from srrestore.domains.medical.geometry import coarse_axis
 from srrestore.domains.medical.nifti import NiftiWriter, derive_header
-from srrestore.domains.medical.volume import open_volume
+from srrestore.domains.medical.volume import MedicalVolume, open_volume
 from srrestore.pipelines.common import RestoreReport, check_output_name, run_engine
 from srrestore.pipelines.medical.planes import average_planes
 from srrestore.pipelines.medical.options import DicomOptions, VolumeOptions
@@ -44,7 +45,7 @@ from srrestore.pipelines.options import RestoreOptions
 
 from srrestore import __version__
 from srrestore.storage.atomic import atomic_output, check_output_path
-from srrestore.storage.scratch import allocate_array, scratch_folder
+from srrestore.storage.scratch import allocate_array, require_free_space, scratch_folder
 from srrestore.engine.io import ArrayReader, Reader, Writer
 from srrestore.engine.normalize import Normalization
 from srrestore.engine.region import Region
@@ -269,6 +270,19 @@ def _run_passes(
     return reports
 
 
+@contextmanager
+def _staged(volume: MedicalVolume, output_path: Path, output_bytes: int) -> Iterator[MedicalVolume]:
+    """``volume`` read slab by slab into a disk-backed array beside the output (memory stays bounded).
+
+    The copy and ``output_bytes`` must fit on the output's disk (checked
+    first); the copy is removed on exit, whatever the exit.
+    """
+    parent = Path(output_path).absolute().parent
+    require_free_space(parent, volume.nbytes + output_bytes, f"output {output_path} (with a copy of the input)")
+    with scratch_folder(parent, "input") as folder:
+        yield volume.staged(folder)
+
+
 def _describe(passes: list[SRPass], normalization: Normalization) -> str:
     """Provenance text: version, passes (model, phase, checksum, planes), normalisation."""
     steps = "; ".join(
@@ -305,15 +319,17 @@ def restore_dicom(input_path: Path, output_path: Path,
     series = volume.source
     passes = plan_passes(options, volume.spacings, volume.slice_axis, volume.shape)
     factors = _total_factors(passes)
-    normalization = volume.normalization()
-    derived = derive_series(series, factors, _describe(passes, normalization))
-    size = int(np.prod(derived.shape)) * np.dtype(series.dtype).itemsize  # uncompressed pixel data
-    with atomic_output(output_path, options.overwrite, [input_path], True, is_srrestore_series, size) as folder:
-        writer = DicomSeriesWriter(folder, derived)
-        reports = _run_passes(
-            ArrayReader(volume.stored, volume.nodata), writer, passes, normalization, options, folder.parent
-        )
-        writer.close()
+    output_bytes = int(np.prod(volume.shape) * np.prod(factors)) * volume.dtype.itemsize
+    with _staged(volume, output_path, output_bytes) as volume:
+        normalization = volume.normalization()
+        derived = derive_series(series, factors, _describe(passes, normalization))
+        size = int(np.prod(derived.shape)) * np.dtype(series.dtype).itemsize  # uncompressed pixel data
+        with atomic_output(output_path, options.overwrite, [input_path], True, is_srrestore_series, size) as folder:
+            writer = DicomSeriesWriter(folder, derived)
+            reports = _run_passes(
+                ArrayReader(volume.stored, volume.nodata), writer, passes, normalization, options, folder.parent
+            )
+            writer.close()
     return _report(
         input_path,
         output_path,
@@ -362,56 +378,59 @@ def restore_nifti(input_path: Path, output_path: Path,
         raise UnsupportedInputError(f"{input_path}: not a NIfTI file (.nii, .nii.gz)")
     passes = plan_passes(options, volume.spacings, volume.slice_axis, volume.shape)
     factors = _total_factors(passes)
-    is_ct = volume.is_ct
-    normalization = volume.normalization()
-    description = _describe(passes, normalization)
-    phases = "+".join(p.model.info.phase for p in passes)
-    header = derive_header(
-        volume.source.header,
-        factors,
-        f"srrestore {_label(passes)} {phases} {passes[0].model.name}",
-        volume.slope,
-        volume.intercept,
-    )
-    sidecar = {
-        "srrestore": __version__,
-        "source": str(input_path),
-        "factors_ijk": list(factors),
-        "description": description,
-        "modality_guess": "CT" if is_ct else "other",
-        "passes": [
-            {
-                "kind": p.kind,
-                "model": p.model.name,
-                "phase": p.model.info.phase,
-                "sha256": p.model.sha256,
-                "plane_axes": list(p.plane_axes),
-                "planes_averaged": [list(plane) for plane in p.planes],
-                "factor_from": p.origin,
-            }
-            for p in passes
-        ],
-        "normalization": normalization.to_dict(),
-    }
-    with (
-        atomic_output(sidecar_path(output_path), options.overwrite, [input_path]) as sidecar_temporary,
-        atomic_output(output_path, options.overwrite, [input_path], size=_nifti_bytes(header, output_path)) as temporary,
-    ):
-        writer = NiftiWriter(
-            temporary,
-            header,
-            volume.stored.shape[0],
-            volume.source.image_class,
-            output_path.name.lower().endswith(".gz"),
-            scratch=temporary.parent,
+    output_bytes = volume.channels * int(np.prod(volume.shape) * np.prod(factors)) * volume.dtype.itemsize
+    uncompressed = not output_path.name.lower().endswith(".gz")
+    with _staged(volume, output_path, 2 * output_bytes if uncompressed else 0) as volume:
+        is_ct = volume.is_ct
+        normalization = volume.normalization()
+        description = _describe(passes, normalization)
+        phases = "+".join(p.model.info.phase for p in passes)
+        header = derive_header(
+            volume.source.header,
+            factors,
+            f"srrestore {_label(passes)} {phases} {passes[0].model.name}",
+            volume.slope,
+            volume.intercept,
         )
-        try:
-            reports = _run_passes(ArrayReader(volume.stored), writer, passes, normalization, options, temporary.parent)
-        except BaseException:
-            writer.discard()
-            raise
-        writer.close()
-        sidecar_temporary.write_text(json.dumps(sidecar, indent=2))
+        sidecar = {
+            "srrestore": __version__,
+            "source": str(input_path),
+            "factors_ijk": list(factors),
+            "description": description,
+            "modality_guess": "CT" if is_ct else "other",
+            "passes": [
+                {
+                    "kind": p.kind,
+                    "model": p.model.name,
+                    "phase": p.model.info.phase,
+                    "sha256": p.model.sha256,
+                    "plane_axes": list(p.plane_axes),
+                    "planes_averaged": [list(plane) for plane in p.planes],
+                    "factor_from": p.origin,
+                }
+                for p in passes
+            ],
+            "normalization": normalization.to_dict(),
+        }
+        with (
+            atomic_output(sidecar_path(output_path), options.overwrite, [input_path]) as sidecar_temporary,
+            atomic_output(output_path, options.overwrite, [input_path], size=_nifti_bytes(header, output_path)) as temporary,
+        ):
+            writer = NiftiWriter(
+                temporary,
+                header,
+                volume.stored.shape[0],
+                volume.source.image_class,
+                output_path.name.lower().endswith(".gz"),
+                scratch=temporary.parent,
+            )
+            try:
+                reports = _run_passes(ArrayReader(volume.stored), writer, passes, normalization, options, temporary.parent)
+            except BaseException:
+                writer.discard()
+                raise
+            writer.close()
+            sidecar_temporary.write_text(json.dumps(sidecar, indent=2))
     return _report(
         input_path,
         output_path,
