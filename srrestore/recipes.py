@@ -5,6 +5,7 @@ stage's number), each stating only what differs from the recipes it is layered o
 ``stages.toml``, how the stages run:
 
 - ``data``, ``validation``: the training folders and the ``--val-dir`` folders of every stage;
+- ``threads`` (optional): the CPU threads every stage trained on (``--threads``);
 - ``start`` (optional), ``"MODEL/NN"``: the model continues from stage ``NN`` of MODEL, whose stages
   up to ``NN`` it shares (a GAN model branches off its PSNR model);
 - ``[stage.NN]``, one per stage file: ``over``, the recipes the stage is layered over, in order:
@@ -35,7 +36,7 @@ __all__ = ["PROJECT_ROOT", "RECIPES_DIR", "Stage", "Command", "RecipeTree"]
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = PROJECT_ROOT / "configs" / "builtin"
 MANIFEST = "stages.toml"
-MANIFEST_KEYS = ("data", "validation", "start", "stage")
+MANIFEST_KEYS = ("data", "validation", "threads", "start", "stage")
 STAGE_KEYS = ("over", "exported_data", "average_with_start")
 
 
@@ -49,6 +50,7 @@ class Stage:
         layers: every recipe the run layers (``--config``), in order, the stage's own file last.
         data: the training folders.
         validation: the ``--val-dir`` folders.
+        threads: the CPU threads it trained on (None: not recorded).
         exported_data: scripts that write extra training folders (``python SCRIPT FOLDER``).
         average_with_start: average the trained weights with those the run started from.
     """
@@ -58,6 +60,7 @@ class Stage:
     layers: tuple[Path, ...]
     data: tuple[str, ...]
     validation: tuple[str, ...]
+    threads: int | None = None
     exported_data: tuple[str, ...] = ()
     average_with_start: bool = False
 
@@ -131,7 +134,7 @@ class RecipeTree:
                     exported[script] = f"{folder}/{Path(script).stem}"
                     commands.append(Command(f"the training folder {script} writes",
                                             ("python", script, exported[script])))
-            output = f"{folder}/{stage.name}.safetensors"
+            output = self._output(folder, stage)
             trained = f"{folder}/{stage.name}.trained.safetensors" if stage.average_with_start else output
             argv = ["srrestore", "train", *stage.data, *(exported[script] for script in stage.exported_data)]
             for layer in stage.layers:
@@ -139,6 +142,8 @@ class RecipeTree:
             if previous is not None:
                 argv += ["--init", previous]
             argv += self._outputs(stage.config(), trained)
+            if stage.threads is not None:
+                argv += ["--threads", str(stage.threads)]
             for folder_path in stage.validation:
                 argv += ["--val-dir", folder_path]
             commands.append(Command(f"stage {stage.name} of {stage.model}", tuple(argv)))
@@ -151,6 +156,14 @@ class RecipeTree:
                 commands.append(Command(f"stage {stage.name}: average with its start", tuple(average)))
             previous = output
         return commands
+
+    def model_path(self, model: str, runs: str = "runs") -> str:
+        """Where :meth:`commands` leaves ``model``: the output of its last stage."""
+        return self._output(f"{runs}/{model}", self.stages(model)[-1])
+
+    @staticmethod
+    def _output(folder: str, stage: Stage) -> str:
+        return f"{folder}/{stage.name}.safetensors"
 
     @staticmethod
     def _outputs(config: TrainingConfig, model: str) -> list[str]:
@@ -170,6 +183,9 @@ class RecipeTree:
         """The model's ``stages.toml``, its keys checked."""
         if model not in self._manifests:
             path = self.root / model / MANIFEST
+            if not self.root.is_dir():
+                raise ConfigError(f"no recipe tree at {self.root}: the built-in models' recipes come with the "
+                                  "source checkout (configs/builtin), not with an installed package")
             if not path.is_file():
                 check_choice("built-in recipe", model, self.names())
                 raise ConfigError(f"no {path}")
@@ -239,6 +255,7 @@ class RecipeTree:
         return Stage(
             model=model, number=number, layers=(*layers, files[number]),
             data=tuple(manifest["data"]), validation=tuple(manifest.get("validation", ())),
+            threads=manifest.get("threads"),
             exported_data=tuple(entry.get("exported_data", ())),
             average_with_start=bool(entry.get("average_with_start", False)),
         )

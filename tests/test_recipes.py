@@ -81,6 +81,7 @@ def test_the_cards_history_has_one_training_session_per_stage_with_its_steps(mod
         expected = ({"pretrain": config.pretrain_steps, "gan": 0} if config.pretrain_steps
                     else {"pretrain": 0, "gan": config.gan_steps})
         assert session["steps"] == expected, stage.name
+        assert session["hardware"].endswith(f"({stage.threads} threads)"), stage.name
 
 
 def test_a_gan_model_shares_its_psnr_models_stages_up_to_its_start():

@@ -11,16 +11,25 @@ __all__ = ["models"]
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the full cards as JSON.")
-def models(as_json: bool) -> None:
+@click.option("--recipe", "recipe_of", metavar="NAME", default=None,
+              help="Print the commands that remake built-in model NAME, stage by stage, from its recipes "
+                   "(configs/builtin/NAME), to run from the project root.")
+def models(as_json: bool, recipe_of: str | None) -> None:
     """List the built-in models: scale, channels, phase and model card.
 
     \b
     Example:
       srrestore models
       srrestore restore scan.png out.png --model srgan-rgb-x2-gan
+      srrestore models --recipe srgan-rgb-x4-gan
     """
     from srrestore.models.registry import list_builtin_models
 
+    if recipe_of is not None:
+        if as_json:
+            raise click.UsageError("--recipe prints commands; leave out --json")
+        _print_recipe(recipe_of)
+        return
     builtins = list_builtin_models()
     if as_json:
         click.echo(json.dumps(
@@ -35,6 +44,18 @@ def models(as_json: bool) -> None:
         factor = "x".join(map(str, config.scale))
         click.echo(f"{model.name:22s} scale {factor:4s} channels {config.in_channels:2d} "
                    f"phase {model.info.phase:4s} {_card_summary(model.info.card)}")
+
+
+def _print_recipe(name: str) -> None:
+    """The numbered commands that remake built-in model ``name``, as a shell script."""
+    from srrestore.recipes import RecipeTree
+
+    tree = RecipeTree()
+    commands = tree.commands(name)
+    click.echo(f"# {name}: {len(commands)} commands, from the project root; the model is {tree.model_path(name)}")
+    for number, command in enumerate(commands, 1):
+        click.echo(f"# {number}. {command.title}")
+        click.echo(str(command))
 
 
 def _card_summary(card: dict) -> str:
