@@ -31,13 +31,21 @@ from typing import Any
 from srrestore.errors import ConfigError, check_choice
 from srrestore.training.config import TrainingConfig, load_recipe, merge_recipes
 
-__all__ = ["PROJECT_ROOT", "RECIPES_DIR", "Stage", "Command", "RecipeTree"]
+__all__ = ["PROJECT_ROOT", "RECIPES_DIR", "project_path", "Stage", "Command", "RecipeTree"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = PROJECT_ROOT / "configs" / "builtin"
 MANIFEST = "stages.toml"
 MANIFEST_KEYS = ("data", "validation", "threads", "start", "stage")
 STAGE_KEYS = ("over", "exported_data", "average_with_start")
+
+
+def project_path(path: Path) -> str:
+    """``path`` as named from the project root (``configs/builtin/...``), else as it is."""
+    try:
+        return path.relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,10 @@ class Stage:
     def name(self) -> str:
         """The recipe file's name without suffix, e.g. ``07-l1-half-lr``."""
         return self.recipe.stem
+
+    def config_files(self) -> list[str]:
+        """The layers as ``srrestore train --config`` takes them from the project root."""
+        return [project_path(layer) for layer in self.layers]
 
     def merged_recipe(self) -> dict[str, Any]:
         """The run's recipe: its layers merged key by key, as ``srrestore train --config`` merges them."""
@@ -137,8 +149,8 @@ class RecipeTree:
             output = self._output(folder, stage)
             trained = f"{folder}/{stage.name}.trained.safetensors" if stage.average_with_start else output
             argv = ["srrestore", "train", *stage.data, *(exported[script] for script in stage.exported_data)]
-            for layer in stage.layers:
-                argv += ["--config", self._relative(layer)]
+            for config_file in stage.config_files():
+                argv += ["--config", config_file]
             if previous is not None:
                 argv += ["--init", previous]
             argv += self._outputs(stage.config(), trained)
@@ -171,13 +183,6 @@ class RecipeTree:
         if config.pretrain_steps and config.gan_steps:
             return ["--out", model.replace(".safetensors", ".gan.safetensors"), "--psnr-out", model]
         return ["--out", model]
-
-    def _relative(self, path: Path) -> str:
-        """``path`` as the project root names it (``configs/builtin/...``)."""
-        try:
-            return path.relative_to(PROJECT_ROOT).as_posix()
-        except ValueError:
-            return path.as_posix()
 
     def _manifest(self, model: str) -> dict[str, Any]:
         """The model's ``stages.toml``, its keys checked."""

@@ -84,6 +84,22 @@ def test_the_cards_history_has_one_training_session_per_stage_with_its_steps(mod
         assert session["hardware"].endswith(f"({stage.threads} threads)"), stage.name
 
 
+@pytest.mark.parametrize("model", sorted(BUILTINS))
+def test_every_entry_of_the_cards_history_names_the_recipe_files_of_its_stage(model):
+    history = BUILTINS[model].info.card["history"]
+    stages = iter(TREE.stages(model))
+    recipes: list[list[str] | None] = []  # None: an untrained entry before a session (growth), its stage's
+    for entry in history:
+        if entry["seconds"] > 0:
+            files = next(stages).config_files()
+            recipes = [files if recipe is None else recipe for recipe in recipes] + [files]
+        else:
+            recipes.append(recipes[-1] if "averaged" in entry else None)  # an average follows its stage's run
+    assert next(stages, None) is None
+    assert [entry["recipe"] for entry in history] == recipes
+    assert all((PROJECT_ROOT / path).is_file() for recipe in recipes for path in recipe)
+
+
 def test_a_gan_model_shares_its_psnr_models_stages_up_to_its_start():
     gan, psnr = TREE.stages("srgan-rgb-x4-gan"), TREE.stages("srgan-rgb-x4-psnr")
     assert gan[:7] == psnr[:7] and [stage.name for stage in gan[7:]] == ["08-gan"]

@@ -63,7 +63,8 @@ def _card_summary(card: dict) -> str:
 
     The figures are the benchmark's (``benchmarks/quality.py --record-cards``:
     PSNR, detail and speed) where the card has them, else the training's
-    validation PSNR against bicubic.
+    validation PSNR against bicubic. A built-in's history names the recipe
+    files of each stage: the last stage's own file is shown.
     """
     parts = []
     steps = card.get("steps", {})
@@ -71,6 +72,9 @@ def _card_summary(card: dict) -> str:
         parts.append(f"steps {sum(steps.values())}")
     if "training_seconds" in card:
         parts.append(f"{card['training_seconds'] / 60:.0f} min on {card.get('hardware', '?')}")
+    history = card.get("history", [])
+    if history and history[-1].get("recipe"):
+        parts.append(f"last stage {history[-1]['recipe'][-1]}")
     benchmark = card.get("benchmark", {})
     if benchmark.get("sets"):
         for name, scores in benchmark["sets"].items():

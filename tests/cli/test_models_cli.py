@@ -24,6 +24,9 @@ def test_models_lists_every_builtin_with_steps_time_and_figures():
     assert {line.split()[0] for line in lines} == BUILTINS
     for line in lines:
         assert "steps " in line and " min on cpu" in line and "Set5 " in line and "Set14 " in line
+        name = line.split()[0]
+        last_stage = line.split("last stage ")[1].split(",")[0]
+        assert last_stage.startswith(f"configs/builtin/{name}/") and (ROOT / last_stage).is_file()
 
 
 def test_cards_name_data_hardware_and_license_and_the_weights_stay_small():
@@ -51,6 +54,8 @@ def test_the_summary_shows_benchmark_figures_when_the_card_has_them():
                          "output_mp_per_s_compiled": 2.1, "date": "2026-11-27 12:00 UTC"}
     assert _card_summary(card) == ("steps 1000, 10 min on cpu: test, Set5 31.29 dB detail 0.54, "
                                    "0.91 MP/s (2.10 compiled) (benchmark 2026-11-27 12:00 UTC)")
+    card["history"] = [{"steps": {"pretrain": 900, "gan": 100}, "recipe": ["base.toml", "m/01-start.toml"]}]
+    assert _card_summary(card).startswith("steps 1000, 10 min on cpu: test, last stage m/01-start.toml, Set5 31.29")
 
 
 def recipe_commands(name: str) -> tuple[str, list[list[str]]]:
