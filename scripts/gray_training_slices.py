@@ -68,7 +68,8 @@ def raster_images(path: Path) -> list[tuple[str, np.ndarray]]:
     """A raster's luma (3 bands) or its bands (others), normalised as restore would."""
     with GeoTiffReader(path) as reader:
         region = Region.from_shape((reader.meta.height, reader.meta.width))
-        values, valid = reader.read(region).astype(np.float64), reader.read_valid(region)
+        values = reader.read(region).astype(np.float64)
+        valid = reader.read_valid(region).all(axis=0)  # valid in every band, as the built-ins' slices were made
         sample = reader.sample()  # restore's normalisation (pipelines.satellite.restore.raster_normalization)
         normalization = SRModel.normalization_for(sample.values[:, sample.valid])
     normalised = normalization.forward(values)

@@ -6,7 +6,8 @@ Layers, lowest first (a module may import its own layer and those below):
 1. ``srrestore.storage`` (atomic outputs, scratch) and ``srrestore.metrics``;
 2. ``srrestore.models`` (architectures, checkpoints, registry);
 3. ``srrestore.engine`` (tiled inference) and ``srrestore.losses``;
-4. ``srrestore.sr_model`` (a model ready for data, above the engine) and ``srrestore.training``;
+4. ``srrestore.sr_model`` (a model ready for data, above the engine), ``srrestore.training`` and
+   ``srrestore.recipes`` (the built-in models' recipe tree, read with the training recipes);
 5. ``srrestore.domains`` (formats);
 6. ``srrestore.pipelines`` (connect formats, models and the engine);
 7. ``srrestore.cli`` and ``python -m srrestore``.
@@ -33,7 +34,7 @@ LAYERS = {
     "srrestore.storage": 1, "srrestore.metrics": 1,
     "srrestore.models": 2,
     "srrestore.engine": 3, "srrestore.losses": 3,
-    "srrestore.sr_model": 4, "srrestore.training": 4,
+    "srrestore.sr_model": 4, "srrestore.training": 4, "srrestore.recipes": 4,
     "srrestore.domains": 5,
     "srrestore.pipelines": 6,
     "srrestore.cli": 7, "srrestore.__main__": 7,

@@ -89,10 +89,12 @@ def train(
     Examples:
       srrestore train ../shared/data/sr/train --out model.safetensors --scale 4 \\
           --pretrain-steps 2000 --gan-steps 500 --val-dir ../shared/data/sr/val/Set5
-      srrestore train ../shared/data/sr/train --config configs/builtin-rgb-x4.toml --out m.safetensors
+      srrestore train ../shared/data/sr/train --config configs/builtin/_shared/srgan-base.toml \\
+          --config configs/builtin/srgan-rgb-x4-psnr/01-start-96px.toml --out m.safetensors
       srrestore train --resume model.state.safetensors --gan-steps 1000
-      srrestore train ../shared/data/sr/train --config configs/builtin-rgb-x4.toml \\
-          --config configs/builtin-x4-deeper.toml --init srgan-rgb-x4-psnr --out m.safetensors
+      srrestore train ../shared/data/sr/train --config configs/builtin/_shared/srgan-base.toml \\
+          --config configs/builtin/srgan-rgb-x4-psnr/01-start-96px.toml \\
+          --config configs/builtin/srgan-rgb-x4-psnr/10-deeper.toml --init srgan-rgb-x4-psnr --out m.safetensors
       torchrun --nproc-per-node 4 -m srrestore train data/ --out m.safetensors --log-file m.jsonl
     """
     from srrestore.pipelines.image.train import TrainingFiles, train_images

@@ -287,8 +287,10 @@ class Workspace:
         model = target.with_name(target.name.replace(".state.safetensors", ".safetensors"))
         result = CliRunner().invoke(cli, [
             "train", str(write_image_folder(self.root / "inputs" / "state_hr")), "--out", str(model),
-            "--config", str(ROOT / "configs" / "builtin-rgb-x4.toml"), "--pretrain-steps", "2", "--gan-steps", "0",
-            "--batch-size", "2", "--patch-size", "32", "--device", "cpu", "--quiet"])
+            "--config", str(ROOT / "configs/builtin/_shared/srgan-base.toml"),
+            "--config", str(ROOT / "configs/builtin/srgan-rgb-x4-psnr/01-start-96px.toml"),
+            "--pretrain-steps", "2", "--gan-steps", "0", "--batch-size", "2", "--patch-size", "32", "--device", "cpu",
+            "--quiet"])
         assert result.exit_code == 0, result.output
         assert target.is_file(), sorted(p.name for p in target.parent.iterdir())
         return target
