@@ -54,11 +54,10 @@ from srrestore.engine.region import Region
 from srrestore.errors import SRRestoreError
 from srrestore.metrics import sr_metrics
 from srrestore.models.registry import WEIGHTS_DIR, default_model_name
-from srrestore.pipelines.satellite.finetune import finetune_satellite
+from srrestore.pipelines.satellite.finetune import SceneFinetuneOptions, finetune_satellite
 from srrestore.pipelines.options import RestoreOptions
 from srrestore.pipelines.satellite.restore import restore_geotiff
 from srrestore.training.degradation import downscale, upscale_bicubic
-from srrestore.training.finetune import FinetuneOptions
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPOSITORY.parent / "shared" / "data"
@@ -178,7 +177,7 @@ def run_scene(name: str, data: Path, folder: Path, args: argparse.Namespace) -> 
         outputs["built-in"] = folder / f"{name}_builtin.tif"
         restore_geotiff(lr, outputs["built-in"], RestoreOptions(model="default", scale=SCALE, progress=False))
     model = folder / f"{name}_finetuned.safetensors"
-    options = FinetuneOptions.from_kwargs(**{"max_minutes": args.max_minutes, "scale": SCALE, "progress": False,
+    options = SceneFinetuneOptions.from_kwargs(**{"max_minutes": args.max_minutes, "scale": SCALE, "progress": False,
                                              "seed": args.seed, **args.set})
     report = finetune_satellite([lr], model, options)
     result.finetune_minutes, result.finetune_steps = report.seconds / 60, report.steps
@@ -249,7 +248,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also fine-tune on the HR window itself (sees the ground truth: an upper bound only)")
     parser.add_argument("--keep", type=Path, default=None, help="folder to keep the rasters and models in")
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
-                        help="a fine-tuning option other than its default (a FinetuneOptions field), e.g. "
+                        help="a fine-tuning option other than its default (a SceneFinetuneOptions field), e.g. "
                              "adversarial=False; repeatable")
     args = parser.parse_args(argv)
     try:

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from srrestore.domains.medical.slice_profile import (
     PROFILE_KINDS,
@@ -41,23 +43,26 @@ from srrestore.pipelines.medical.pairs import TrainingScan, in_plane_images, rea
 from srrestore.storage.atomic import check_output_path
 from srrestore.errors import ConfigError, check_choice
 from srrestore.models.discriminator import DiscriminatorConfig
+from srrestore.pipelines.options import options_for
 from srrestore.training.finetune import FinetuneOptions, FinetuneReport, finetune
 from srrestore.training.patches import FinetuneImage
 
-__all__ = ["PROFILE_TOLERANCE", "finetune_medical"]
+__all__ = ["PROFILE_TOLERANCE", "ScanFinetuneOptions", "finetune_medical"]
 
 PROFILE_TOLERANCE = 0.01  # relative difference of profile widths still taken as one profile
 
 
-def _check_options(options: FinetuneOptions) -> None:
-    """Refuse the options that do not apply to slice-profile fine-tuning."""
-    given = {"blur_sigma": options.blur_sigma, "noise_sigma": options.noise_sigma, "reference": options.reference}
-    for name, value in given.items():
-        if value:
-            raise ConfigError(
-                f"option {name}={value!r} does not apply to medical fine-tuning: the training pairs come from the"
-                " scan's own in-plane slices degraded by the slice profile of its header"
-            )
+@dataclass
+class ScanFinetuneOptions(FinetuneOptions):
+    """:class:`~srrestore.training.finetune.FinetuneOptions` plus what scans read.
+
+    Attributes:
+        slice_profile: ``"gaussian"`` (full width at half maximum = slice
+            thickness, as SMORE; the default when None) or ``"box"`` (an ideal
+            slab of the slice thickness).
+    """
+
+    slice_profile: str | None = None
 
 
 def _common_factor(scans: list[TrainingScan], scale: int | None) -> int:
@@ -98,7 +103,8 @@ def _fitted_patch_size(options: FinetuneOptions, images: list[FinetuneImage], fa
 
 
 def finetune_medical(
-    inputs: list[Path], output: Path, options: FinetuneOptions, slice_profile: str | None = None
+    inputs: list[Path], output: Path, options: ScanFinetuneOptions | FinetuneOptions | Mapping[str, Any],
+    slice_profile: str | None = None,
 ) -> FinetuneReport:
     """Fine-tune a through-plane ``(s, 1)`` model on NIfTI volumes or DICOM series (see the module docstring).
 
@@ -112,9 +118,7 @@ def finetune_medical(
             ``model`` and ``phase`` pick the pretrained start (see
             :func:`~srrestore.pipelines.medical.initial_model.through_plane_start`);
             ``patch_size`` is lowered to fit small slices.
-        slice_profile: ``"gaussian"`` (full width at half maximum = slice
-            thickness, as SMORE; the default when None) or ``"box"`` (an ideal
-            slab of the slice thickness).
+        slice_profile: overrides ``options.slice_profile`` when given.
 
     Returns:
         The core's report, with notes on the slice profile, the start and the
@@ -128,11 +132,13 @@ def finetune_medical(
         OutputExistsError, OutputWriteError: the output exists or cannot be written.
     """
     started = time.monotonic()
-    kind = check_choice("slice profile", slice_profile or "gaussian", PROFILE_KINDS)
-    profile_from = "--slice-profile" if slice_profile is not None else "the default"
+    options = options_for(ScanFinetuneOptions, options, "NIfTI and DICOM scans")
+    if slice_profile is not None:
+        options = replace(options, slice_profile=slice_profile)
+    kind = check_choice("slice profile", options.slice_profile or "gaussian", PROFILE_KINDS)
+    profile_from = "--slice-profile" if options.slice_profile is not None else "the default"
     if not inputs:
         raise ConfigError("no input scan to fine-tune on")
-    _check_options(options)
     check_output_path(Path(output), options.overwrite, inputs)  # before reading the scans (the core checks again)
     scans = [read_scan(Path(path)) for path in inputs]
     factor = _common_factor(scans, options.scale)

@@ -34,8 +34,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rasterio.transform import array_bounds
@@ -47,12 +49,14 @@ from srrestore.engine.normalize import Normalization
 from srrestore.engine.region import Region
 from srrestore.errors import ConfigError, UnsupportedInputError
 from srrestore.sr_model import SRModel
+from srrestore.pipelines.options import options_for
 from srrestore.pipelines.satellite.restore import raster_normalization
 from srrestore.training.degradation import Degradation
 from srrestore.training.finetune import FinetuneOptions, FinetuneReport, PretrainedModel, finetune, load_pretrained
 from srrestore.training.patches import FinetuneImage
 
-__all__ = ["MAX_SIDE", "SCENE_LEARNING_RATE", "check_reference_grid", "finetune_satellite", "sensor_degradation"]
+__all__ = ["MAX_SIDE", "SCENE_LEARNING_RATE", "SceneFinetuneOptions", "check_reference_grid", "finetune_satellite",
+           "sensor_degradation"]
 
 MAX_SIDE = 4096  # pixels per side read for training (central window of larger rasters)
 PSF_SIGMA_LR = (0.0, 0.5)  # default Gaussian PSF range, in LR pixels (x scale = HR pixels)
@@ -61,7 +65,33 @@ SCENE_LEARNING_RATE = 5e-5  # default peak learning rate for scenes (see the mod
 GRID_TOLERANCE = 1e-3  # of a reference pixel: how far grid corners may differ
 
 
-def sensor_degradation(scale: tuple[int, int], options: FinetuneOptions) -> Degradation:
+@dataclass
+class SceneFinetuneOptions(FinetuneOptions):
+    """:class:`~srrestore.training.finetune.FinetuneOptions` plus what scenes read.
+
+    Attributes:
+        reference: paired mode: HR references, one per scene, on the scene's
+            grid refined by the scale (:func:`check_reference_grid`); empty: synthetic mode.
+        blur_sigma: Gaussian PSF of the synthetic degradation in HR pixels, a
+            value or a ``(min, max)`` range; None: 0 to 0.5 LR pixels.
+        noise_sigma: Gaussian noise of the synthetic degradation in normalised
+            units, a value or a range; None: 0 to 1 % of the normalised range.
+    """
+
+    reference: tuple[Path, ...] = ()
+    blur_sigma: float | tuple[float, float] | None = None
+    noise_sigma: float | tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.reference = tuple(Path(path) for path in self.reference)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (paths as strings)."""
+        return {**super().to_dict(), "reference": [str(path) for path in self.reference]}
+
+
+def sensor_degradation(scale: tuple[int, int], options: SceneFinetuneOptions) -> Degradation:
     """The sensor-like degradation: Gaussian PSF, area downscaling, Gaussian noise, no clipping.
 
     8-bit scenes (:class:`~srrestore.training.patches.FinetuneImage` ``levels``
@@ -167,7 +197,8 @@ def _scene_images(
     return images, constants, notes
 
 
-def finetune_satellite(inputs: list[Path], output: Path, options: FinetuneOptions) -> FinetuneReport:
+def finetune_satellite(inputs: list[Path], output: Path,
+                       options: SceneFinetuneOptions | FinetuneOptions | Mapping[str, Any]) -> FinetuneReport:
     """Fine-tune on GeoTIFF/COG scenes and save the model (see the module docstring).
 
     Args:
@@ -185,6 +216,7 @@ def finetune_satellite(inputs: list[Path], output: Path, options: FinetuneOption
         OutputExistsError, OutputWriteError: see :func:`~srrestore.training.finetune.finetune`.
     """
     started = time.monotonic()
+    options = options_for(SceneFinetuneOptions, options, "GeoTIFF scenes")
     if options.learning_rate is None:
         options = replace(options, learning_rate=SCENE_LEARNING_RATE)
     scenes, references = [Path(path) for path in inputs], list(options.reference)

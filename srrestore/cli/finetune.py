@@ -30,22 +30,20 @@ def _sigma(value: str | None) -> float | tuple[float, float] | None:
     return parts[0] if len(parts) == 1 else (parts[0], parts[1])
 
 
-def _run(inputs: list[Path], output: Path, options: Any, slice_profile: str | None) -> Any:
-    """Detect the inputs' format and run its fine-tuning pipeline."""
-    from srrestore.errors import ConfigError, UnsupportedInputError
+def _run(inputs: list[Path], output: Path, options: dict[str, Any]) -> Any:
+    """Detect the inputs' format and run its fine-tuning pipeline (which takes the options it reads)."""
+    from srrestore.errors import UnsupportedInputError
     from srrestore.pipelines.restore import detect_format
 
     kinds = {path: detect_format(path) for path in inputs}
     if all(kind in SATELLITE_FORMATS for kind in kinds.values()):
         from srrestore.pipelines.satellite.finetune import finetune_satellite
 
-        if slice_profile is not None:
-            raise ConfigError("--slice-profile applies to NIfTI and DICOM scans, not to GeoTIFF scenes")
         return finetune_satellite(inputs, output, options)
     if all(kind in MEDICAL_FORMATS for kind in kinds.values()):
         from srrestore.pipelines.medical.finetune import finetune_medical
 
-        return finetune_medical(inputs, output, options, slice_profile)
+        return finetune_medical(inputs, output, options)
     described = ", ".join(f"{path} ({kind})" for path, kind in kinds.items())
     raise UnsupportedInputError(
         f"fine-tuning takes GeoTIFF scenes or NIfTI/DICOM scans of one kind, got {described}; "
@@ -147,14 +145,11 @@ def finetune(inputs: tuple[Path, ...], output: Path, reference: tuple[Path, ...]
       srrestore finetune ct.nii.gz -o ct.safetensors --resume ct.state.safetensors
       torchrun --nproc-per-node 2 -m srrestore finetune scene.tif --out m.safetensors --log-file m.jsonl
     """
-    from srrestore.training.finetune import FinetuneOptions
     from srrestore.training.trainer import DistributedContext
 
-    settings = FinetuneOptions(
-        **options, reference=reference, blur_sigma=_sigma(blur_sigma), noise_sigma=_sigma(noise_sigma),
-        progress=not quiet,
-    )
-    report = _run(list(inputs), output, settings, slice_profile)
+    values = {**options, "reference": reference, "blur_sigma": _sigma(blur_sigma), "noise_sigma": _sigma(noise_sigma),
+              "slice_profile": slice_profile, "progress": not quiet}
+    report = _run(list(inputs), output, values)
     if quiet or not DistributedContext.from_environment().is_main:
         return
     if not report.finished:

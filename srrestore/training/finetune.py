@@ -104,7 +104,12 @@ LOG_INTERVAL = 10  # steps between the JSONL log's training lines
 
 @dataclass
 class FinetuneOptions:
-    """Every choice of a fine-tuning run (the ``srrestore finetune`` options).
+    """Every choice of a fine-tuning run that every domain reads (the ``srrestore finetune`` options).
+
+    Scenes read three more (``SceneFinetuneOptions`` in
+    :mod:`srrestore.pipelines.satellite.finetune`: ``reference``,
+    ``blur_sigma``, ``noise_sigma``), scans one more (``ScanFinetuneOptions``
+    in :mod:`srrestore.pipelines.medical.finetune`: ``slice_profile``).
 
     Attributes:
         model: pretrained generator: ``"default"`` (the built-in of ``scale``
@@ -142,15 +147,9 @@ class FinetuneOptions:
         vgg_layer: VGG19 layer of the perceptual loss (e.g. ``"relu2_2"``, ``"relu5_4"``).
         allow_download: let ``vgg_weights="imagenet"`` download torchvision's
             file, and ``"radimagenet_resnet50"`` its hub repository and weights.
-        blur_sigma: Gaussian PSF of the synthetic degradation in HR pixels, a
-            value or a ``(min, max)`` range; None: the domain's default.
-        noise_sigma: Gaussian noise of the synthetic degradation in normalised
-            units, a value or a range; None: the domain's default.
         min_valid_fraction: least share of valid pixels in a patch, in ``(0, 1]``;
             the default 0.95 tolerates scattered nodata pixels (real scenes have
             them), which hold their nearest valid value, never the nodata value.
-        reference: paired mode: HR references, one per input, co-registered
-            (the domain checks their grids); empty: synthetic mode.
         ema_decay: decay of the weights' moving average (warmed up), in ``[0, 1)``.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         precision: ``auto`` (bf16 or fp16 on CUDA GPUs, fp32 elsewhere),
@@ -189,10 +188,7 @@ class FinetuneOptions:
     vgg_weights: str = "random"
     vgg_layer: str = "relu2_2"
     allow_download: bool = False
-    blur_sigma: float | tuple[float, float] | None = None
-    noise_sigma: float | tuple[float, float] | None = None
     min_valid_fraction: float = 0.95
-    reference: tuple[Path, ...] = ()
     ema_decay: float = 0.99
     device: str = "auto"
     precision: str = "auto"
@@ -211,7 +207,6 @@ class FinetuneOptions:
         self.vgg_layer = check_choice("VGG19 layer", self.vgg_layer, VGG19_LAYERS)
         self.vgg_weights = str(resolve_vgg_weights(self.vgg_weights))
         self.precision = check_choice("precision", self.precision, PRECISIONS)
-        self.reference = tuple(Path(path) for path in self.reference)
         for name in ("log", "state", "resume"):
             if getattr(self, name) is not None:
                 setattr(self, name, Path(getattr(self, name)))
@@ -261,7 +256,6 @@ class FinetuneOptions:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (paths as strings)."""
         data = asdict(self)
-        data["reference"] = [str(path) for path in self.reference]
         for name in ("log", "state", "resume"):
             data[name] = None if data[name] is None else str(data[name])
         return data

@@ -71,9 +71,8 @@ def test_medical_inputs_go_to_the_medical_pipeline(tmp_path, tiny, monkeypatch):
     nib.save(nib.Nifti1Image(slices, np.eye(4)), volume)
     calls = []
 
-    def finetune_medical(inputs: list[Path], output: Path, options: FinetuneOptions,
-                         slice_profile: str | None) -> FinetuneReport:
-        calls.append((inputs, output, options, slice_profile))
+    def finetune_medical(inputs: list[Path], output: Path, options: dict) -> FinetuneReport:
+        calls.append((inputs, output, options))
         return FinetuneReport(output, "tiny", 1, (4, 4), "psnr", 3, 3, 1.0, False)
 
     module = types.ModuleType("srrestore.pipelines.medical.finetune")
@@ -81,12 +80,12 @@ def test_medical_inputs_go_to_the_medical_pipeline(tmp_path, tiny, monkeypatch):
     monkeypatch.setitem(sys.modules, "srrestore.pipelines.medical.finetune", module)
     result = run("finetune", volume, "--out", tmp_path / "m.safetensors", "--model", tiny, "--steps", "7", "--quiet")
     assert result.exit_code == 0, result.output
-    assert calls[0][0] == [volume] and calls[0][2].steps == 7 and calls[0][2].model == str(tiny)
-    assert calls[0][3] is None  # not given: the pipeline takes its default and says so
+    assert calls[0][0] == [volume] and calls[0][2]["steps"] == 7 and calls[0][2]["model"] == str(tiny)
+    assert calls[0][2]["slice_profile"] is None  # not given: the pipeline takes its default and says so
     result = run("finetune", volume, "--out", tmp_path / "m.safetensors", "--model", tiny, "--slice-profile", "box",
                  "--quiet")
     assert result.exit_code == 0, result.output
-    assert calls[1][3] == "box"
+    assert calls[1][2]["slice_profile"] == "box"
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
@@ -98,7 +97,7 @@ def test_medical_inputs_go_to_the_medical_pipeline(tmp_path, tiny, monkeypatch):
     (["{scene}", "--scale", "2"], "upscales by 4x4, not 2"),
     (["{scene}", "--patch-size", "18"], "patch size 18 must be a positive multiple of the scale"),
     (["{scene}", "--reference", "{scene}", "--reference", "{scene}"], "one --reference per scene"),
-    (["{scene}", "--slice-profile", "box"], "--slice-profile applies to NIfTI and DICOM scans"),
+    (["{scene}", "--slice-profile", "box"], "option --slice-profile does not apply to GeoTIFF scenes"),
     (["{scene}", "--perceptual-network", "medicalnet_resnet10_23datasets"], "fine-tuning trains on 2-D patches"),
     (["{scene}", "--perceptual-network", "resnet50"], "unknown perceptual network 'resnet50'"),
 ])

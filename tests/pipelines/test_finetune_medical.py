@@ -240,8 +240,8 @@ def test_bad_inputs_and_options_are_refused_and_nothing_is_written(fixtures_dir,
         finetune_medical([text], output, options)
     with pytest.raises(UnsupportedInputError, match="gantry tilt"):
         finetune_medical([fixtures_dir / "medical" / "ct_head_gantry_tilt"], output, options)
-    with pytest.raises(ConfigError, match="blur_sigma=1.0 does not apply to medical fine-tuning"):
-        finetune_medical([thick_t1], output, replace(options, blur_sigma=1.0))
+    with pytest.raises(ConfigError, match="option --blur-sigma does not apply to NIfTI and DICOM scans"):
+        finetune_medical([thick_t1], output, {**vars(options), "blur_sigma": 1.0})
     with pytest.raises(ConfigError, match=r"1\.00 times the in-plane spacing"):  # isotropic: no thick axis
         finetune_medical([Path(data_path) / "anatomical.nii"], output, options)
     other = tmp_path / "other"

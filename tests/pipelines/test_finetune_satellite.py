@@ -17,11 +17,11 @@ from srrestore.models.checkpoint import read_checkpoint_info, save_generator
 from srrestore.models.generator import create_generator
 from srrestore.sr_model import SRModel
 from srrestore.pipelines.satellite import finetune as pipeline
-from srrestore.pipelines.satellite.finetune import finetune_satellite, sensor_degradation
+from srrestore.pipelines.satellite.finetune import SceneFinetuneOptions, finetune_satellite, sensor_degradation
 from srrestore.pipelines.options import RestoreOptions
 from srrestore.pipelines.satellite.restore import raster_normalization, restore_geotiff
 from srrestore.training.degradation import downscale
-from srrestore.training.finetune import DEFAULT_LEARNING_RATE, FinetuneOptions
+from srrestore.training.finetune import DEFAULT_LEARNING_RATE
 from srrestore.training.patches import ValidPatches
 
 FAST = {"steps": 30, "batch_size": 4, "patch_size": 16, "learning_rate": 2e-3, "perceptual_weight": 0.0,
@@ -46,8 +46,8 @@ class Captured(Exception):
     """Raised by a stand-in for the core to stop a pipeline once its inputs are known."""
 
 
-def options(model: Path, **overrides) -> FinetuneOptions:
-    return FinetuneOptions(model=str(model), **{**FAST, **overrides})
+def options(model: Path, **overrides) -> SceneFinetuneOptions:
+    return SceneFinetuneOptions(model=str(model), **{**FAST, **overrides})
 
 
 def test_scenes_fine_tune_at_the_lower_scene_learning_rate_unless_told(tmp_path, satellite, tiny):
@@ -113,9 +113,9 @@ def test_nodata_with_extreme_values_is_never_sampled(tmp_path, satellite, tiny, 
 
 
 def test_sensor_degradation_follows_the_options():
-    default = sensor_degradation((4, 4), FinetuneOptions())
+    default = sensor_degradation((4, 4), SceneFinetuneOptions())
     assert (default.kernel, default.blur_sigma, default.noise, default.clip) == ("area", (0.0, 2.0), "gaussian", False)
-    quiet = sensor_degradation((2, 2), FinetuneOptions(blur_sigma=0.0, noise_sigma=0.0))
+    quiet = sensor_degradation((2, 2), SceneFinetuneOptions(blur_sigma=0.0, noise_sigma=0.0))
     assert quiet.blur_sigma == (0.0, 0.0) and quiet.noise == "none"
 
 

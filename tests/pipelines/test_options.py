@@ -38,5 +38,5 @@ def test_common_options_carry_over_and_unset_format_options_are_dropped():
 
 
 def test_a_name_no_format_knows_is_refused():
-    with pytest.raises(ConfigError, match="unknown restore option 'frobnicate'"):
+    with pytest.raises(ConfigError, match="unknown option .frobnicate."):
         RestoreOptions.for_format({"frobnicate": 1}, "image")
