@@ -35,6 +35,8 @@ class NetworkRunner:
         dtype: autocast dtype, or None for fp32.
         consistency: None, ``"area"`` or ``"bicubic"``.
         compile: run ``network`` compiled by ``torch.compile`` (``network`` itself stays eager).
+        channels_last: run a convolutional network (4-d weights) in channels-last
+            memory (its weights are converted in place; their values do not change).
     """
 
     def __init__(
@@ -47,7 +49,12 @@ class NetworkRunner:
         dtype: torch.dtype | None,
         consistency: str | None,
         compile: bool = False,
+        channels_last: bool = False,
     ) -> None:
+        self.channels_last = channels_last and isinstance(network, nn.Module) and any(
+            parameter.ndim == 4 for parameter in network.parameters())
+        if self.channels_last:  # in place: each weight is swapped whole, values unchanged, so concurrent runs stay right
+            network.to(memory_format=torch.channels_last)
         self.network = network
         self._run_network = compiled(network) if compile else network
         self.layout = layout
@@ -66,6 +73,8 @@ class NetworkRunner:
         """``(B, C, *n)`` normalised, network axes only -> ``(B, C_out, *n*scale)`` float32."""
         batch, channels = lr.shape[:2]
         inputs = lr.reshape(batch * channels, 1, *lr.shape[2:]) if self.band_by_band else lr
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), autocast(self.device, self.dtype):
             output = self._run_network(inputs)
         expected = (inputs.shape[0], 1 if self.band_by_band else self.out_channels) + tuple(

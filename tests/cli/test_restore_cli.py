@@ -176,4 +176,7 @@ def test_read_only_output_folder_gives_a_clear_error_and_leaves_nothing(astronau
 def test_the_summary_says_which_precision_ran_and_why(tmp_path, astronaut_png, tiny_models):
     result = run("restore", astronaut_png, tmp_path / "out.png", "--model", tiny_models["rgb"], "--device", "cpu")
     assert result.exit_code == 0, result.output
-    assert "  precision: fp32 (auto: cpu)" in result.output.splitlines()
+    assert "  precision: fp32 (auto: cpu); channels-last memory (auto: cpu)" in result.output.splitlines()
+    result = run("restore", astronaut_png, tmp_path / "fp32.png", "--model", tiny_models["rgb"], "--device", "cpu",
+                 "--precision", "fp32")
+    assert "  precision: fp32 (asked for)" in result.output.splitlines()  # the plain reference: contiguous memory
