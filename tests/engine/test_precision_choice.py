@@ -74,7 +74,7 @@ def test_the_engine_report_states_the_choice(astronaut, tiny_rgb):
     writer = ArrayWriter(3, (160, 192), np.uint8)
     report = upscale(ArrayReader(astronaut), writer, tiny_rgb, tiny_rgb.spec, Normalization.for_dtype(np.uint8, 3),
                      UpscaleOptions(tile_size=48, batch_size=1, device="cpu", precision="auto"))
-    assert (report.precision, report.precision_note) == ("fp32", "fp32 (auto: cpu)")
+    assert (report.precision, report.precision_note) == ("fp32", "fp32 (auto: cpu); channels-last memory (auto: cpu)")
 
 
 def test_fp32_on_cuda_turns_tf32_off_and_restores_it():
