@@ -145,7 +145,7 @@ def finetune(inputs: tuple[Path, ...], output: Path, reference: tuple[Path, ...]
       srrestore finetune ct.nii.gz -o ct.safetensors --resume ct.state.safetensors
       torchrun --nproc-per-node 2 -m srrestore finetune scene.tif --out m.safetensors --log-file m.jsonl
     """
-    from srrestore.training.trainer import DistributedContext
+    from srrestore.training.distributed import DistributedContext
 
     values = {**options, "reference": reference, "blur_sigma": _sigma(blur_sigma), "noise_sigma": _sigma(noise_sigma),
               "slice_profile": slice_profile, "progress": not quiet}

@@ -90,7 +90,8 @@ from srrestore.training.config import PRECISIONS, OptimizerConfig, TrainingConfi
 from srrestore.training.degradation import Degradation
 from srrestore.training.patches import FinetuneImage, PatchValidation, ValidPatches, patches_fingerprint
 from srrestore.training.state import load_state
-from srrestore.training.trainer import LOSS_WINDOW, Trainer, TrainingOutputs, mean_losses
+from srrestore.training.describe import LOSS_WINDOW, mean_losses
+from srrestore.training.trainer import Trainer, TrainingOutputs
 
 __all__ = ["DEFAULT_LEARNING_RATE", "FinetuneImage", "FinetuneOptions", "FinetuneReport", "PretrainedModel", "finetune",
            "finetune_recipe", "load_pretrained"]

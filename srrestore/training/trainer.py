@@ -32,7 +32,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,23 +54,21 @@ from srrestore.engine.devices import (
     to_device,
 )
 from srrestore.errors import ConfigError
-from srrestore.losses.monai_perceptual import MONAI_NETWORKS
 from srrestore.losses.pixel import PixelLoss
-from srrestore.losses.total import GeneratorLoss, LossConfig
+from srrestore.losses.total import GeneratorLoss
 from srrestore.models.checkpoint import CheckpointInfo, save_generator, untrained_history_entry
 from srrestore.models.discriminator import PatchDiscriminator, create_discriminator
 from srrestore.models.generator import SRGenerator, create_generator
 from srrestore.models.surgery import grow_generator
 from srrestore.training.config import OptimizerConfig, TrainingConfig
 from srrestore.training.data import StepSampler
+from srrestore.training.describe import LOSS_WINDOW, describe_device, describe_losses, mean_losses
+from srrestore.training.distributed import DistributedContext
 from srrestore.training.ema import ModelEMA
 from srrestore.training.selection import KeepBest
 from srrestore.training.state import TrainingState, capture_rng, restore_rng, save_state
 
-LOSS_WINDOW = 20  # steps averaged for the first and last losses of a training summary
-
-__all__ = ["DistributedContext", "Trainer", "TrainingOutputs", "TrainingPatches", "TrainingResult", "Validation",
-           "describe_content", "describe_device", "describe_losses", "mean_losses"]
+__all__ = ["Trainer", "TrainingOutputs", "TrainingPatches", "TrainingResult", "Validation"]
 
 
 class TrainingPatches(Protocol):
@@ -178,98 +175,6 @@ class TrainingResult:
     seconds: float = 0.0
     stopped_by: str | None = None
     saved: list[Path] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class DistributedContext:
-    """This process's place in a ``torchrun`` launch (world size 1 otherwise)."""
-
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-
-    @classmethod
-    def from_environment(cls) -> "DistributedContext":
-        """Read ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` as torchrun sets them."""
-        try:
-            return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
-                       int(os.environ.get("WORLD_SIZE", 1)))
-        except ValueError as error:
-            raise ConfigError(f"bad torchrun environment (RANK/LOCAL_RANK/WORLD_SIZE): {error}") from error
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def setup(self, device: torch.device) -> torch.device:
-        """Join the process group (NCCL on CUDA, Gloo on the CPU); return this rank's device."""
-        if not self.enabled:
-            return device
-        if device.type == "cuda":
-            device = torch.device("cuda", self.local_rank)
-            torch.cuda.set_device(device)
-        if not torch.distributed.is_initialized():
-            torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        return device
-
-    def barrier(self) -> None:
-        if self.enabled:
-            torch.distributed.barrier()
-
-    def agree(self, value: float) -> float:
-        """Rank 0's ``value`` on every rank (its clock and validations decide for all)."""
-        if not self.enabled:
-            return value
-        shared = torch.tensor([value], dtype=torch.float64)
-        torch.distributed.broadcast(shared, src=0)
-        return float(shared.item())
-
-    def share(self, module: nn.Module) -> None:
-        """Copy rank 0's weights and buffers of ``module`` to every rank."""
-        if self.enabled:
-            for value in module.state_dict().values():
-                torch.distributed.broadcast(value, src=0)
-
-    def check_on_main(self, check: Callable[[], None]) -> None:
-        """Run ``check`` on rank 0; when it raises, every rank raises the same error at once.
-
-        Rank 0 alone checks what only it writes (the output files); the other ranks
-        would otherwise wait for it in the first collective (DistributedDataParallel's
-        constructor) until the process group's timeout. On failure the process group
-        is destroyed: the run stops on every rank.
-        """
-        failure: Exception | None = None
-        if self.is_main:
-            try:
-                check()
-            except Exception as error:
-                failure = error
-        if self.enabled:
-            shared: list[Exception | None] = [failure]
-            torch.distributed.broadcast_object_list(shared, src=0)
-            failure = shared[0]
-            if failure is not None:
-                torch.distributed.destroy_process_group()
-        if failure is not None:
-            raise failure
-
-
-def describe_device(device: torch.device) -> str:
-    """A human description of the training hardware, e.g. ``"cpu: AMD EPYC 7B13 (2 threads)"``."""
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    name = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    return f"{device.type}: {name} ({torch.get_num_threads()} threads)"
 
 
 def load_scaler_state(scaler: torch.amp.GradScaler, saved: dict[str, Any]) -> bool:
@@ -1015,34 +920,3 @@ class Trainer:
             self.save_state()
         return TrainingResult(self.outputs, self.step, finished, self.metrics, self.elapsed, self.stopped_by,
                               [path for path in self._saved if path is not None])
-
-
-def mean_losses(records: Sequence[dict[str, float]]) -> dict[str, float]:
-    """Each loss's mean over ``records`` (per-step losses)."""
-    names = sorted({name for record in records for name in record})
-    return {name: float(np.mean([record[name] for record in records if name in record])) for name in names}
-
-
-def describe_losses(config: TrainingConfig, phase: str) -> dict[str, str]:
-    """The losses and weights a ``phase`` model was trained with, as a model card names them."""
-    loss = config.loss
-    content = describe_content(loss)
-    if phase == "psnr":
-        weights = {"pixel": config.pretrain_pixel_weight, "perceptual": config.pretrain_content_weight}
-        return {name: f"{content if name == 'perceptual' else loss.pixel} x {weight:g}"
-                for name, weight in weights.items() if weight > 0}
-    losses = {"pixel": f"{loss.pixel} x {loss.alpha:g}"} if loss.alpha > 0 else {}
-    if loss.beta > 0:
-        losses["adversarial"] = f"{loss.adversarial} GAN x {loss.beta:g}"
-    if loss.gamma > 0:
-        losses["perceptual" if loss.content != "feature-matching" else "content"] = f"{content} x {loss.gamma:g}"
-    return losses
-
-
-def describe_content(loss: LossConfig) -> str:
-    """The content loss's network and weights, e.g. ``"VGG19 relu2_2 (random weights)"``."""
-    if loss.content in MONAI_NETWORKS:
-        return MONAI_NETWORKS[loss.content]
-    if loss.content == "vgg":
-        return f"VGG19 {loss.vgg_layer} ({loss.vgg_weights} weights)"
-    return loss.content
