@@ -68,6 +68,18 @@ def build_network(model: str, channels: int, scale: int) -> SRGenerator:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory, MB: Linux's ``VmHWM``, else ``ru_maxrss``.
+
+    ``ru_maxrss`` of a child started by a large process reports the parent's peak until the
+    child exceeds it (Linux keeps it across fork and exec), so every child measured after the
+    srgan sections read the same 1151 MB; ``VmHWM`` belongs to the child's own address space.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
