@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -53,9 +51,14 @@ from srrestore.engine.grid import split
 from srrestore.engine.padding import edge_pad
 from srrestore.models.generator import SRGenerator, create_generator
 
+from results_page import add_write_docs_option, command_line, cpu_model, load_average, write_results
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPOSITORY.parent / "shared" / "data"
 TILE_SIZES = (64, 128, 512)
+NOTES = ("Networks have seeded random weights: speed, memory and exactness do not depend on training. Tiled output "
+         "should equal whole-image output (0 DN); engine / bare compares the engine with the bare network on the "
+         "same windows. Timings follow the machine's load.")
 
 
 def build_network(model: str, channels: int, scale: int) -> SRGenerator:
@@ -65,6 +68,18 @@ def build_network(model: str, channels: int, scale: int) -> SRGenerator:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory, MB: Linux's ``VmHWM``, else ``ru_maxrss``.
+
+    ``ru_maxrss`` of a child started by a large process reports the parent's peak until the
+    child exceeds it (Linux keeps it across fork and exec), so every child measured after the
+    srgan sections read the same 1151 MB; ``VmHWM`` belongs to the child's own address space.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -138,10 +153,9 @@ def normalization_for(array: np.ndarray) -> Normalization:
 # -- 1. exactness ------------------------------------------------------------------------------
 
 
-def exactness(args: argparse.Namespace) -> None:
-    print(f"\n## 1. Exactness: tiled vs whole-image, model {args.model} x{args.scale}")
-    print("| image | tile | max abs diff (DN) | pixels differing |")
-    print("|---|---|---|---|")
+def exactness(args: argparse.Namespace) -> str:
+    lines = [f"## 1. Exactness: tiled vs whole-image, model {args.model} x{args.scale}", "",
+             "| image | tile | max abs diff (DN) | pixels differing |", "|---|---|---|---|"]
     for name, image, nodata in real_images(args.data, args.crop):
         network = build_network(args.model, image.shape[0], args.scale)
         normalization = normalization_for(image)
@@ -151,13 +165,14 @@ def exactness(args: argparse.Namespace) -> None:
                                   nodata=nodata)
             difference = np.abs(tiled.astype(np.int64) - whole.astype(np.int64))
             share = np.count_nonzero(difference) / difference.size
-            print(f"| {name} | {tile} | {difference.max()} | {share:.2e} |")
+            lines.append(f"| {name} | {tile} | {difference.max()} | {share:.2e} |")
+    return "\n".join(lines)
 
 
 # -- 2 and 4. overhead and throughput -------------------------------------------------------------
 
 
-def overhead(args: argparse.Namespace) -> None:
+def overhead(args: argparse.Namespace) -> str:
     image = PatternReader(args.overhead_size).read(Region.from_shape((args.overhead_size,) * 2))
     network = build_network(args.model, 3, args.scale)
     normalization = normalization_for(image)
@@ -184,13 +199,15 @@ def overhead(args: argparse.Namespace) -> None:
         network(whole_input)
         whole = time.perf_counter() - start
     report = upscaler.run(reader, NullWriter())
-    print(f"\n## 2. Overhead, {args.overhead_size}x{args.overhead_size} RGB uint8, model {args.model} x{args.scale}, "
-          f"default tile {report.tile_size} (halo {report.halo}, {report.tiles} tiles, batch {report.batch_size})")
-    print("| engine s | bare forward, same windows s | engine / bare | one whole-image forward s | engine / whole |"
-          " output MP/s |")
-    print("|---|---|---|---|---|---|")
-    print(f"| {report.seconds:.2f} | {bare:.2f} | {report.seconds / bare:.3f} | {whole:.2f} | "
-          f"{report.seconds / whole:.3f} | {report.output_megapixels / report.seconds:.3f} |")
+    return "\n".join([
+        f"## 2. Overhead, {args.overhead_size}x{args.overhead_size} RGB uint8, model {args.model} x{args.scale}, "
+        f"default tile {report.tile_size} (halo {report.halo}, {report.tiles} tiles, batch {report.batch_size})", "",
+        "| engine s | bare forward, same windows s | engine / bare | one whole-image forward s | engine / whole "
+        "| output MP/s |",
+        "|---|---|---|---|---|---|",
+        f"| {report.seconds:.2f} | {bare:.2f} | {report.seconds / bare:.3f} | {whole:.2f} | "
+        f"{report.seconds / whole:.3f} | {report.output_megapixels / report.seconds:.3f} |",
+    ])
 
 
 # -- 3. memory (children) ---------------------------------------------------------------------------
@@ -207,16 +224,18 @@ def child_memory(args: argparse.Namespace) -> dict[str, float]:
             "mp_per_s": report.output_megapixels / report.seconds, "tile": report.tile_size, "batch": report.batch_size}
 
 
-def memory(args: argparse.Namespace) -> None:
+def memory(args: argparse.Namespace) -> str:
     sizes = list(args.sizes) + ([16384] if args.with_16k else [])
-    print(f"\n## 3-4. Peak RSS and throughput, generated RGB uint8 inputs, model {args.memory_model} "
-          f"x{args.scale}, automatic tile (each size in a fresh process)")
-    print("| input side | output side | peak RSS MB | RSS before the run MB | seconds | output MP/s | tile | batch |")
-    print("|---|---|---|---|---|---|---|---|")
+    lines = [f"## 3-4. Peak RSS and throughput, generated RGB uint8 inputs, model {args.memory_model} "
+             f"x{args.scale}, automatic tile (each size in a fresh process)", "",
+             "| input side | output side | peak RSS MB | RSS before the run MB | seconds | output MP/s | tile | batch |",
+             "|---|---|---|---|---|---|---|---|"]
     for size in sizes:
         result = run_child(args, "memory", "--size", str(size))
-        print(f"| {size} | {size * args.scale} | {result['peak_rss_mb']:.0f} | {result['baseline_rss_mb']:.0f} | "
-              f"{result['seconds']:.1f} | {result['mp_per_s']:.3f} | {result['tile']:.0f} | {result['batch']:.0f} |")
+        lines.append(f"| {size} | {size * args.scale} | {result['peak_rss_mb']:.0f} | {result['baseline_rss_mb']:.0f} "
+                     f"| {result['seconds']:.1f} | {result['mp_per_s']:.3f} | {result['tile']:.0f} "
+                     f"| {result['batch']:.0f} |")
+    return "\n".join(lines)
 
 
 # -- 5. MONAI side by side (children) --------------------------------------------------------------
@@ -249,7 +268,7 @@ def child_side(args: argparse.Namespace) -> dict[str, float]:
             "share_diff": float(np.count_nonzero(output != reference) / output.size)}
 
 
-def monai(args: argparse.Namespace) -> None:
+def monai(args: argparse.Namespace) -> str:
     image = monai_input(args)
     network = build_network(args.model, image.shape[0], args.scale)
     normalization = normalization_for(image)
@@ -261,16 +280,17 @@ def monai(args: argparse.Namespace) -> None:
         np.save(reference, whole)
         rows = {side: run_child(args, side, "--reference", str(reference), "--window", str(window))
                 for side in ("engine", "monai")}
-    print(f"\n## 5. Side by side with MONAI sliding_window_inference, {image.shape[1]}x{image.shape[2]} "
-          f"{image.dtype}, model {args.model} x{args.scale}, window {window} px")
-    print("| method | seconds | peak RSS MB | max abs diff to whole-image (DN) | pixels differing |")
-    print("|---|---|---|---|---|")
-    print(f"| srrestore engine (tile {args.side_tile}, halo {halo}) | {rows['engine']['seconds']:.2f} | "
-          f"{rows['engine']['peak_rss_mb']:.0f} | {rows['engine']['max_diff']:.0f} | "
-          f"{rows['engine']['share_diff']:.2e} |")
-    print(f"| MONAI (roi {window}, overlap 0.25, gaussian) | {rows['monai']['seconds']:.2f} | "
-          f"{rows['monai']['peak_rss_mb']:.0f} | {rows['monai']['max_diff']:.0f} | "
-          f"{rows['monai']['share_diff']:.2e} |")
+    engine_row, monai_row = rows["engine"], rows["monai"]
+    return "\n".join([
+        f"## 5. Side by side with MONAI sliding_window_inference, {image.shape[1]}x{image.shape[2]} "
+        f"{image.dtype}, model {args.model} x{args.scale}, window {window} px", "",
+        "| method | seconds | peak RSS MB | max abs diff to whole-image (DN) | pixels differing |",
+        "|---|---|---|---|---|",
+        f"| srrestore engine (tile {args.side_tile}, halo {halo}) | {engine_row['seconds']:.2f} | "
+        f"{engine_row['peak_rss_mb']:.0f} | {engine_row['max_diff']:.0f} | {engine_row['share_diff']:.2e} |",
+        f"| MONAI (roi {window}, overlap 0.25, gaussian) | {monai_row['seconds']:.2f} | "
+        f"{monai_row['peak_rss_mb']:.0f} | {monai_row['max_diff']:.0f} | {monai_row['share_diff']:.2e} |",
+    ])
 
 
 # -- driver ------------------------------------------------------------------------------------------
@@ -298,6 +318,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--with-16k", action="store_true", help="add a 16384 px input to the memory runs (slow)")
     parser.add_argument("--only", nargs="+", choices=("exactness", "overhead", "memory", "monai"),
                         default=("exactness", "overhead", "memory", "monai"))
+    add_write_docs_option(parser, "engine")
     parser.add_argument("--child", choices=("memory", "engine", "monai"), help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--reference", help=argparse.SUPPRESS)
@@ -312,13 +333,18 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(result))
         return
     print("# srrestore inference engine benchmark")
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs (load average {load}), torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), device {args.device}; networks have seeded random weights")
+    machine = (f"{cpu_model()}, {os.cpu_count()} CPUs ({load_average()} at the start), torch {torch.__version__} "
+               f"({torch.get_num_threads()} threads), device {args.device}")
+    print(f"machine: {machine}; networks have seeded random weights")
+    sections = []
     for part in args.only:
-        {"exactness": exactness, "overhead": overhead, "memory": memory, "monai": monai}[part](args)
-    print(f"\nreproduce: cd {REPOSITORY} && python benchmarks/engine.py "
-          + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
+        sections.append({"exactness": exactness, "overhead": overhead, "memory": memory, "monai": monai}[part](args))
+        print(f"\n{sections[-1]}")
+    command = command_line(__file__, argv)
+    print(f"\nreproduce: cd {REPOSITORY} && {command}")
+    if args.write_docs:
+        body = "\n\n".join([NOTES, *sections])
+        print(f"Page: {write_results('engine', 'Inference engine', body, command, machine)}")
 
 
 if __name__ == "__main__":

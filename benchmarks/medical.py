@@ -48,8 +48,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -69,6 +67,8 @@ from srrestore.errors import SRRestoreError
 from srrestore.models.checkpoint import save_generator
 from srrestore.training.finetune import FinetuneOptions
 
+from results_page import add_write_docs_option, command_line, cpu_model, load_average, write_results
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPOSITORY.parent / "shared" / "data"
 DEFAULT_VOLUMES = (
@@ -84,6 +84,11 @@ MASK_PERCENTILES = (0.5, 99.5)
 ORACLE_REACH = 4  # thick slices on each side the linear oracle's filter sees
 MARGIN = 32  # in-plane pixels restored around the measured centre (the srgan generator's receptive field)
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+PROTOCOL = ("Per volume: the thin-slice volume is the reference; thick slices average each group of `factor` slices; "
+            "every method restores the thick scan's centre block and is measured on its centre. PSNR (data range 1) "
+            "and mean 3-D SSIM inside the body mask, on intensities scaled so that the reference's p0.5 and p99.5 "
+            "inside the mask are 0 and 1. Fine-tuning sees the whole thick scan only. The linear oracle is the "
+            "least-squares filter fitted on the reference itself: a bound for linear interpolation, not a method.")
 
 
 @dataclass
@@ -293,16 +298,8 @@ def machine(threads: int) -> str:
     """CPU model, cores, threads and library versions."""
     import torch
 
-    model = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    return f"{model}, {cores} cores, {threads} torch thread(s){load}; torch {torch.__version__}"
+    return f"{cpu_model()}, {cores} cores, {threads} torch thread(s), {load_average()}; torch {torch.__version__}"
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -318,6 +315,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--patch-size", type=int, default=64)
     parser.add_argument("--perceptual-weight", type=float, default=0.0, help="VGG19 loss weight (0: off, the CLI's)")
     parser.add_argument("--learning-rate", type=float, default=2e-4, help="peak learning rate of fine-tuning")
+    add_write_docs_option(parser, "medical")
     parser.add_argument("--threads", type=int, default=THREADS,
                         help="torch CPU threads (1 is faster on a CPU shared with other jobs)")
     args = parser.parse_args(argv)
@@ -343,9 +341,13 @@ def main(argv: list[str] | None = None) -> None:
             except SRRestoreError as error:
                 rows.append(Row(volume, "-", note=f"skipped: {error}"))
             print(table(rows), file=sys.stderr)
-    command = "python benchmarks/medical.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = command_line(__file__, argv)
     print(table(rows))
-    print(f"\nCommand: `{command.strip()}`  \nMachine: {machine(args.threads)}")
+    print(f"\nCommand: `{command}`  \nMachine: {machine(args.threads)}")
+    if args.write_docs:
+        body = f"{table(rows)}\n\n{PROTOCOL}"
+        title = f"Medical through-plane x{args.factor}: cubic spline, built-in, fine-tuned"
+        print(f"Page: {write_results('medical', title, body, command, machine(args.threads))}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -50,6 +49,8 @@ from srrestore.pipelines.evaluate import evaluate_arrays
 from srrestore.pipelines.report import report_figure, save_figure
 from srrestore.training.degradation import downscale, upscale_bicubic
 
+from results_page import add_write_docs_option, command_line, cpu_model, load_average, write_results
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPOSITORY.parent / "shared" / "data"
 THREADS = 2
@@ -57,6 +58,9 @@ BUILTIN_PHASES = ("psnr", "gan")
 PROTOCOL = ("Set5/Set14 HR cropped to the scale, MATLAB bicubic degradation rounded to 8 bit, PSNR/SSIM on BT.601 Y "
             "with shave = scale; 1-channel models run band by band on the RGB images; speed = output MP/s of "
             "SRModel.upscale on the CPU, 2 threads")
+NOTES = ("Every method first runs once over all the images untimed (kernel preparation, compilation). \"detail\" is "
+         "the gradient energy of the output relative to the HR image (1 = as sharp). Speeds follow the machine's "
+         "load (the load average is on the machine line).")
 OPENCV_PEERS = {"fsrcnn": ("FSRCNN", "fsrcnn"), "fsrcnn-small": ("FSRCNN-small", "fsrcnn"), "espcn": ("ESPCN", "espcn")}
 DEFAULT_METHODS = ("bicubic", *(f"srgan-rgb-{phase}" for phase in BUILTIN_PHASES), *OPENCV_PEERS)
 
@@ -227,22 +231,14 @@ def machine() -> str:
     """CPU model, cores, thread setting and library versions."""
     import torch
 
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     try:
         opencv = f"OpenCV {_opencv().__version__}"
     except MissingDependencyError:
         opencv = "OpenCV not installed"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = f"load average {os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg") else "load unknown"
-    return (f"{model}, {cores} cores available, {THREADS} threads, {load}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}, {opencv}, {platform.system()} {platform.machine()}")
+    return (f"{cpu_model()}, {cores} cores available, {THREADS} threads, {load_average()} at the end; "
+            f"Python {platform.python_version()}, torch {torch.__version__}, {opencv}, {platform.system()} "
+            f"{platform.machine()}")
 
 
 def output_rate(scores: dict[str, Score]) -> float:
@@ -308,6 +304,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="write the built-in models' figures into their cards (shown by `srrestore models`)")
     parser.add_argument("--report", type=Path, default=None, help="folder for one report figure")
     parser.add_argument("--report-image", default="butterfly", help="image of the first set shown in the report")
+    add_write_docs_option(parser, "quality")
     args = parser.parse_args(argv)
     for name in args.sets:
         if not (args.data / "sr" / "val" / name).is_dir():
@@ -321,13 +318,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     rows = run(args)
-    command = "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command, machine_line = command_line(__file__, argv), machine()
     print(table(rows, args.sets))
-    print(f"\nCommand: `{command.strip()}`  \nMachine: {machine()}")
+    print(f"\nCommand: `{command}`  \nMachine: {machine_line}")
     if args.record_cards:
-        print(f"Cards updated: {', '.join(record_cards(rows, command.strip(), machine())) or 'none'}")
+        print(f"Cards updated: {', '.join(record_cards(rows, command, machine_line)) or 'none'}")
     if args.report is not None:
         print(f"Report: {write_report(args)}")
+    if args.write_docs:
+        body = f"{table(rows, args.sets)}\n\nProtocol: {PROTOCOL}. {NOTES}"
+        print(f"Page: {write_results('quality', 'Quality and speed: Set5, Set14', body, command, machine_line)}")
 
 
 if __name__ == "__main__":

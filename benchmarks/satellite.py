@@ -35,7 +35,6 @@ import argparse
 import ast
 import os
 import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -59,10 +58,17 @@ from srrestore.pipelines.options import RestoreOptions
 from srrestore.pipelines.satellite.restore import restore_geotiff
 from srrestore.training.degradation import downscale, upscale_bicubic
 
+from results_page import add_write_docs_option, command_line, cpu_model, load_average, write_results
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPOSITORY.parent / "shared" / "data"
 SCALE = 4
 TARGET_GAIN_DB = 1.5
+PROTOCOL = ("Per scene: HR is the central crop; LR its 4 x 4 area average (blocks with nodata are nodata); bicubic is "
+            "MATLAB imresize of LR; built-in is `srrestore restore` with the default model; fine-tuned is `srrestore "
+            "finetune LR.tif` (it sees LR only), then restore. PSNR / SSIM over pixels valid in HR and in the "
+            "upsampled LR mask, 4 px shaved; data range 255 for 8-bit scenes, the valid HR range otherwise. "
+            "\"metadata\" compares each restored GeoTIFF with HR: bounds, transform, CRS, nodata, dtype, size.")
 SCENES = {
     "landsat7-rgb": ("rasterio/RGB.byte.tif", "Landsat 7 RGB, 300 m, uint8, nodata 0"),
     "sentinel2-uint16": ("riotiler_sentinel2_like_200m/scene_band1.tif",
@@ -222,16 +228,8 @@ def table(results: list[Result]) -> str:
 
 def machine() -> str:
     """CPU model, cores, threads and library versions."""
-    model = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    return (f"{model}, {cores} cores available{load}, {torch.get_num_threads()} torch threads; "
+    return (f"{cpu_model()}, {cores} cores available, {load_average()}, {torch.get_num_threads()} torch threads; "
             f"Python {platform.python_version()}, torch {torch.__version__}, rasterio {rasterio.__version__}")
 
 
@@ -247,6 +245,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--oracle", action="store_true",
                         help="also fine-tune on the HR window itself (sees the ground truth: an upper bound only)")
     parser.add_argument("--keep", type=Path, default=None, help="folder to keep the rasters and models in")
+    add_write_docs_option(parser, "satellite")
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                         help="a fine-tuning option other than its default (a SceneFinetuneOptions field), e.g. "
                              "adversarial=False; repeatable")
@@ -270,12 +269,16 @@ def main(argv: list[str] | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         results = [run_scene(name, args.data, folder, args) for name in args.scenes]
     absent = [str(default_model_name(SCALE, r.shape[0])) for r in results if r.scores["built-in"] is None]
-    arguments = argv if argv is not None else sys.argv[1:]
-    command = "python benchmarks/satellite.py " + " ".join(shlex.quote(argument) for argument in arguments)
+    command, minutes = command_line(__file__, argv), (time.monotonic() - started) / 60
+    notes = f"Built-in models not installed: {', '.join(sorted(set(absent)))}." if absent else ""
     print(table(results))
-    if absent:
-        print(f"\nBuilt-in models not installed: {', '.join(sorted(set(absent)))}.")
-    print(f"\nCommand: `{command.strip()}` ({(time.monotonic() - started) / 60:.1f} min)  \nMachine: {machine()}")
+    if notes:
+        print(f"\n{notes}")
+    print(f"\nCommand: `{command}` ({minutes:.1f} min)  \nMachine: {machine()}")
+    if args.write_docs:
+        body = "\n\n".join(filter(None, [table(results), PROTOCOL, notes, f"The run took {minutes:.1f} min."]))
+        title = "Satellite x4: bicubic, built-in, fine-tuned"
+        print(f"Page: {write_results('satellite', title, body, command, machine())}")
 
 
 if __name__ == "__main__":

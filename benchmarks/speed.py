@@ -15,10 +15,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +25,11 @@ from srrestore.engine.compilation import compiled
 from srrestore.models.onnx import export_onnx
 from srrestore.sr_model import SRModel, load_model
 
+from results_page import add_write_docs_option, command_line, cpu_model, load_average, write_results
 
+
+NOTES = ("The network alone (no I/O, no tiling) on random input, after one untimed warm-up pass; output "
+         "megapixels per second, the mean of the repeats. Every row comes from the same run, so their ratios compare.")
 LAYOUTS = ("fp32", "channels-last", "bf16")
 """CPU variants of the eager network: float32 as it is, float32 in channels-last memory, bf16 autocast."""
 
@@ -63,14 +63,13 @@ def cpu_line() -> str:
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.processor() or platform.machine()
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+        return cpu_model()
     flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
     wanted = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if flag in flags]
-    return f"{model} ({', '.join(wanted) or 'no AVX2'})"
+    return f"{cpu_model()} ({', '.join(wanted) or 'no AVX2'})"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="srgan-rgb-x4-psnr")
     parser.add_argument("--size", type=int, default=128, help="input side in pixels")
@@ -80,22 +79,30 @@ def main() -> None:
     parser.add_argument("--onnx", action="store_true", help="also measure the ONNX export run by ONNX Runtime")
     parser.add_argument("--layouts", action="store_true",
                         help="also measure the eager network in channels-last memory and under bf16 autocast")
-    args = parser.parse_args()
+    add_write_docs_option(parser, "speed")
+    args = parser.parse_args(argv)
     model = load_model(args.model)
     rows = [("", model, False, "fp32")] + ([(", compiled", model, True, "fp32")] if args.compile else [])
     if args.layouts:
         rows += [(f", {layout}", model, False, layout) for layout in LAYOUTS[1:]]
+    lines = ["| model | input | threads | output MP/s |", "|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as folder:
         if args.onnx:
             exported = export_onnx(model.source, Path(folder) / "model.onnx")
             rows.append((", ONNX Runtime", load_model(str(exported)), False, "fp32"))
-        print("| model | input | threads | output MP/s |\n|---|---|---|---|")
+        print("\n".join(lines))
         for suffix, runnable, compile, layout in rows:
             for threads in args.threads:
                 rate = measure(runnable, args.size, threads, args.repeats, compile, layout)
-                print(f"| {args.model}{suffix} | {args.size}x{args.size} | {threads} | {rate:.2f} |")
-    print(f"\nCommand: `python {shlex.join(sys.argv)}`  \nMachine: {cpu_line()}, torch {torch.__version__}, "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.2f}")
+                lines.append(f"| {args.model}{suffix} | {args.size}x{args.size} | {threads} | {rate:.2f} |")
+                print(lines[-1])
+    command = command_line(__file__, argv)
+    machine = f"{cpu_line()}, torch {torch.__version__}, {load_average()}"
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(f"\nCommand: `{command}`  \nMachine: {machine}, {date}")
+    if args.write_docs:
+        body = "\n".join(lines) + f"\n\n{NOTES}"
+        print(f"Page: {write_results('speed', 'Speed of the bare network', body, command, machine, date)}")
 
 
 if __name__ == "__main__":

@@ -116,8 +116,10 @@ class SRModel:
             array: ``(H, W)``, ``(C, H, W)`` or, with ``channels_last``, ``(H, W, C)``;
                 any dtype of ``SUPPORTED_DTYPES``.
             nodata: value marking invalid pixels (kept as nodata in the output).
-            tile_size, batch_size, progress, compile: engine options (None: automatic);
-                see :class:`srrestore.engine.UpscaleOptions`.
+            tile_size: engine option (None: automatic); see :class:`srrestore.engine.UpscaleOptions`.
+            batch_size: engine option (None: automatic); see :class:`srrestore.engine.UpscaleOptions`.
+            progress: show a progress bar on stderr.
+            compile: run the network compiled by ``torch.compile``.
             channels_last: ``array`` is ``(H, W, C)``, as images from PIL or
                 imageio are; the result is then ``(H*sy, W*sx, C)``.
 
@@ -181,7 +183,8 @@ def load_model(
             (``"default"`` then means 4). A model of another scale is refused.
         channels: channels of the data, to pick the RGB or 1-channel built-in.
         phase: ``"psnr"`` (faithful, the default) or ``"gan"`` (sharper) built-in.
-        device, precision: where and how the engine runs it.
+        device: where the engine runs it (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``).
+        precision: how the engine runs it (``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"``).
         backend: ``"torch"``, ``"onnxruntime"`` (an ``.onnx`` file) or ``"auto"`` (by the file's suffix).
 
     Raises:

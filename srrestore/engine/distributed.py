@@ -253,8 +253,10 @@ def upscale_dask(
             thread, in completion order (not closed here).
         network: a callable building the network, or a checkpoint path
             (:func:`srrestore.models.checkpoint.load_generator`); built once per worker process.
-        spec, normalization, options: as for :func:`srrestore.engine.upscale`
-            (``options.device`` is resolved on each worker: see the module's notes).
+        spec: as for :func:`srrestore.engine.upscale`.
+        normalization: as for :func:`srrestore.engine.upscale`.
+        options: as for :func:`srrestore.engine.upscale` (``options.device`` is resolved on
+            each worker: see the module's notes).
         block_size: LR pixels per block side along the network's axes.
         max_in_flight: blocks submitted but not yet written (default: twice the cluster's threads).
 

@@ -106,7 +106,8 @@ class Normalization:
         Args:
             sample: ``(C, *spatial)`` stored values (a whole image or a subsample).
             valid: ``(*spatial)`` bool mask of pixels to use; all finite pixels if None.
-            low, high: percentiles mapped to 0 and 1.
+            low: percentile mapped to 0.
+            high: percentile mapped to 1.
         """
         offsets, scales = [], []
         for channel in sample:

@@ -42,7 +42,9 @@ def upscale_whole(
 
     Args:
         array: ``(C, H, W)`` or ``(C, D, H, W)`` stored values.
-        network, spec, normalization: as for :func:`srrestore.engine.tiler.upscale`.
+        network: as for :func:`srrestore.engine.tiler.upscale`.
+        spec: as for :func:`srrestore.engine.tiler.upscale`.
+        normalization: as for :func:`srrestore.engine.tiler.upscale`.
         nodata: the image's nodata value (NaN allowed) or None.
         options: only ``device``, ``precision``, ``consistency``, ``plane_axes``,
             ``halo`` and ``pad_edges`` matter here.
