@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import torch
@@ -41,6 +41,17 @@ def dask_scheduler_left_as_found() -> Iterator[None]:
     if dask is not None:
         scheduler = dask.config.get("scheduler", None)
         assert scheduler is None, f"dask's scheduler was left set to {scheduler!r}: close the Client this test made"
+
+
+@pytest.fixture
+def dask_clients() -> Iterator[dict[str, Any]]:
+    """The clients ``restore --dask`` connects (one per address, kept for later restores in the process);
+    closed and forgotten when the test ends, so no test sees another's client of a cluster now gone."""
+    from srrestore.pipelines import common
+
+    yield common._dask_clients
+    while common._dask_clients:
+        common._dask_clients.popitem()[1].close()
 
 
 @pytest.fixture(scope="session")

@@ -80,6 +80,7 @@ def run_block(block: Block, root: Path, namespace: dict[str, object]) -> None:
 
 
 @pytest.mark.parametrize("path", RUN_PAGES, ids=page_id)
+@pytest.mark.usefixtures("dask_clients")  # the satellite guide's restore on a local Dask cluster keeps a client
 def test_every_example_of_the_page_runs(path, tmp_path, monkeypatch):
     root = tmp_path / "work"
     root.mkdir()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import dask
 import numpy as np
@@ -31,14 +31,6 @@ def tiny_checkpoint(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     (tmp_path / "model").mkdir()
     return save_generator(tmp_path / "model" / "m.safetensors", create_generator("test-tiny", in_channels=3, scale=2))
-
-
-@pytest.fixture
-def dask_clients() -> Iterator[dict[str, Any]]:
-    """The clients restores connect (one per address, kept for later restores); closed when the test ends."""
-    yield common._dask_clients
-    while common._dask_clients:
-        common._dask_clients.popitem()[1].close()
 
 
 @pytest.mark.slow
