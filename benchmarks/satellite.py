@@ -101,6 +101,7 @@ def crop_hr(source: Path, target: Path, crop: int) -> None:
         profile.pop("blockxsize", None), profile.pop("blockysize", None)
         with rasterio.open(target, "w", **profile) as output:
             output.write(dataset.read(window=window))
+            output.colorinterp = dataset.colorinterp  # else GDAL takes a 4th uint8 band as alpha
 
 
 def valid_of(values: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -112,6 +113,7 @@ def make_lr(hr_path: Path, lr_path: Path) -> None:
     """Area-average HR by the scale; blocks with nodata become nodata; valid values kept off the sentinel."""
     with rasterio.open(hr_path) as dataset:
         values, profile, nodata = dataset.read(), dataset.profile, dataset.nodata
+        colorinterp = dataset.colorinterp
     lr = to_dtype(downscale(values.astype(np.float64), SCALE, "area"), values.dtype)
     valid = downscale(valid_of(values, nodata)[None].astype(np.float64), SCALE, "area")[0] == 1.0
     if nodata is not None:
@@ -122,12 +124,14 @@ def make_lr(hr_path: Path, lr_path: Path) -> None:
     with rasterio.open(lr_path, "w", **{**profile, "height": lr.shape[1], "width": lr.shape[2],
                                         "transform": transform}) as output:
         output.write(lr)
+        output.colorinterp = colorinterp
 
 
 def bicubic(lr_path: Path, target: Path) -> None:
     """MATLAB-compatible bicubic upscaling of LR (nodata filled first, re-imposed after)."""
     with rasterio.open(lr_path) as dataset:
         values, profile, nodata = dataset.read(), dataset.profile, dataset.nodata
+        colorinterp = dataset.colorinterp
     valid = valid_of(values, nodata)
     indices, _, _ = nearest_valid(valid, Region.from_shape(valid.shape), (True, True), (True, True))
     upscaled = to_dtype(upscale_bicubic(fill_nodata(values, indices).astype(np.float64), SCALE), values.dtype)
@@ -137,6 +141,7 @@ def bicubic(lr_path: Path, target: Path) -> None:
     with rasterio.open(target, "w", **{**profile, "height": upscaled.shape[1], "width": upscaled.shape[2],
                                        "transform": transform}) as output:
         output.write(upscaled)
+        output.colorinterp = colorinterp
 
 
 def score(hr_path: Path, lr_path: Path, restored_path: Path) -> dict[str, float]:

@@ -228,7 +228,7 @@ def finetune_satellite(inputs: list[Path], output: Path,
     counts = {}
     for path in scenes:
         with GeoTiffReader(path) as reader:
-            counts[str(path)] = reader.meta.count
+            counts[str(path)] = reader.spec.channels  # data bands: an alpha band is a mask, not data
     if len(set(counts.values())) != 1:
         raise UnsupportedInputError(f"scenes must have the same band count, got {counts}")
     pretrained = load_pretrained(options, next(iter(counts.values())))

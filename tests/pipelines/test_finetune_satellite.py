@@ -169,3 +169,21 @@ def test_bad_inputs_are_refused_before_training(tmp_path, satellite, tiny):
         finetune_satellite([rgb, rgb], tmp_path / "m.safetensors", options(tiny[1], reference=(rgb,)))
     with pytest.raises(OutputWriteError, match="is the input itself"):
         finetune_satellite([rgb], rgb, options(tiny[1]))
+
+
+def test_an_alpha_band_is_a_mask_not_a_channel_to_fine_tune(tmp_path, satellite, tiny):
+    """A 4-band uint8 GeoTIFF whose fourth band GDAL takes as alpha fine-tunes a 3-channel model.
+
+    GDAL writes a 4-band uint8 raster as RGB plus alpha unless told otherwise; restore treats that
+    band as the mask, so fine-tuning must count the three data bands (it counted four and failed).
+    """
+    with rasterio.open(satellite / "landsat_rgb_nodata0.tif") as source:
+        rgb, profile = source.read(), source.profile
+    scene = tmp_path / "rgba.tif"
+    alpha = np.where((rgb > 0).all(axis=0), 255, 0).astype(np.uint8)[None]
+    with rasterio.open(scene, "w", **{**profile, "count": 4, "nodata": None}) as target:
+        target.write(np.concatenate([rgb, alpha]))
+    with rasterio.open(scene) as written:
+        assert written.colorinterp[3] == rasterio.enums.ColorInterp.alpha
+    report = finetune_satellite([scene], tmp_path / "m.safetensors", options(tiny[3], steps=2))
+    assert report.channels == 3 and report.steps == 2
