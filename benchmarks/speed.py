@@ -15,6 +15,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import tempfile
 import time
 from pathlib import Path
@@ -58,6 +59,38 @@ def measure(model: SRModel, size: int, threads: int, repeats: int, compile: bool
     return size * size * sy * sx / seconds / 1e6
 
 
+def measure_training_step(model: SRModel, patch: int, batch_size: int, threads: int, repeats: int,
+                          layout: str = "fp32") -> float:
+    """HR training patches per second of one generator step: forward, L1 loss, backward and Adam.
+
+    On a copy of ``model``'s network in train mode, with ``(batch_size, C, patch / sy, patch / sx)``
+    inputs and ``(batch_size, C, patch, patch)`` targets, in ``layout`` (as :func:`measure`).
+    """
+    torch.set_num_threads(threads)
+    network = copy.deepcopy(model.network).train()
+    sy, sx = model.spec.scale
+    channels = model.spec.in_channels
+    lr, hr = torch.rand(batch_size, channels, patch // sy, patch // sx), torch.rand(batch_size, channels, patch, patch)
+    if layout == "channels-last":
+        network = network.to(memory_format=torch.channels_last)
+        lr, hr = (tensor.contiguous(memory_format=torch.channels_last) for tensor in (lr, hr))
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=layout == "bf16"):
+            output = network(lr)
+        loss = torch.nn.functional.l1_loss(output.float(), hr)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    return batch_size * repeats / (time.perf_counter() - start)
+
+
 def cpu_line() -> str:
     """The CPU model and the flags that decide the fast paths (oneDNN uses AMX or AVX512-BF16 for bf16)."""
     try:
@@ -79,6 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--onnx", action="store_true", help="also measure the ONNX export run by ONNX Runtime")
     parser.add_argument("--layouts", action="store_true",
                         help="also measure the eager network in channels-last memory and under bf16 autocast")
+    parser.add_argument("--training-step", action="store_true",
+                        help="also measure one training step (forward, L1, backward, Adam) per layout")
+    parser.add_argument("--patch", type=int, default=64, help="HR patch side of the training step")
+    parser.add_argument("--batch-size", type=int, default=4, help="patches per training step")
     add_write_docs_option(parser, "speed")
     args = parser.parse_args(argv)
     model = load_model(args.model)
@@ -96,6 +133,17 @@ def main(argv: list[str] | None = None) -> None:
                 rate = measure(runnable, args.size, threads, args.repeats, compile, layout)
                 lines.append(f"| {args.model}{suffix} | {args.size}x{args.size} | {threads} | {rate:.2f} |")
                 print(lines[-1])
+    if args.training_step:
+        layouts = LAYOUTS if args.layouts else LAYOUTS[:1]
+        training = ["", "| model | training step | layout | threads | HR patches/s |", "|---|---|---|---|---|"]
+        print("\n".join(training))
+        for layout in layouts:
+            for threads in args.threads:
+                rate = measure_training_step(model, args.patch, args.batch_size, threads, args.repeats, layout)
+                training.append(f"| {args.model} | {args.batch_size} x {args.patch} px | {layout} | {threads} | "
+                                f"{rate:.2f} |")
+                print(training[-1])
+        lines += training
     command = command_line(__file__, argv)
     machine = f"{cpu_line()}, torch {torch.__version__}, {load_average()}"
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
