@@ -20,6 +20,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -93,9 +94,9 @@ class NiftiVolume:
         """The axis ``dim_info`` names as the acquisition slice axis (0-based), or None."""
         return self.header.get_dim_info()[2]
 
-    @property
+    @cached_property
     def stored(self) -> np.ndarray:
-        """``(C, X, Y, Z)`` unscaled values in the stored dtype, read into memory (see :meth:`read_into`)."""
+        """``(C, X, Y, Z)`` unscaled values in the stored dtype, read into memory once (see :meth:`read_into`)."""
         return self.read_into(np.empty(self.shape, dtype=self.dtype))
 
     def read_into(self, out: np.ndarray) -> np.ndarray:

@@ -90,7 +90,7 @@ from srrestore.training.config import PRECISIONS, OptimizerConfig, TrainingConfi
 from srrestore.training.degradation import Degradation
 from srrestore.training.patches import FinetuneImage, PatchValidation, ValidPatches, patches_fingerprint
 from srrestore.training.state import load_state
-from srrestore.training.describe import LOSS_WINDOW, mean_losses
+from srrestore.training.describe import mean_losses
 from srrestore.training.trainer import Trainer, TrainingOutputs
 
 __all__ = ["DEFAULT_LEARNING_RATE", "FinetuneImage", "FinetuneOptions", "FinetuneReport", "PretrainedModel", "finetune",
@@ -529,13 +529,12 @@ def finetune(
     result = trainer.run(stop_after=options.stop_after)
     phase = "gan" if config.gan_steps else "psnr"
     evaluation, best_step = _evaluation(trainer.selections.get(phase))
-    losses = [_loss_parts(record) for record in trainer.step_losses]
     report = FinetuneReport(
         output=output, pretrained=pretrained.name, channels=config.channels, scale=config.scale,
         phase=trainer.saved_phase(phase), steps=result.step, planned_steps=options.steps,
         seconds=round(time.monotonic() - started, 1), stopped_by_time=result.stopped_by == "time budget",
-        stopped_early=result.stopped_by == "patience", first_losses=mean_losses(losses[:LOSS_WINDOW]),
-        last_losses=mean_losses(losses[-LOSS_WINDOW:]), evaluation=evaluation, evaluated_on=validation.name,
+        stopped_early=result.stopped_by == "patience", first_losses=mean_losses([_loss_parts(losses) for losses in trainer.first_losses]),
+        last_losses=mean_losses([_loss_parts(losses) for losses in trainer.last_losses]), evaluation=evaluation, evaluated_on=validation.name,
         best_step=best_step, sources=sources, notes=_notes(options, pretrained, dataset), finished=result.finished,
     )
     report.notes.extend(_outcome_notes(report, options))

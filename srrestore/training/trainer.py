@@ -28,6 +28,7 @@ validation set, the start included, and a time budget ends the run cleanly.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -339,7 +340,9 @@ class Trainer:
         self.initial_phase: str | None = None
         self.selection: KeepBest | None = None  # the current phase's best weights (rank 0, keep_best)
         self.selections: dict[str, dict[str, Any]] = {}  # finished phases' keep-best records
-        self.step_losses: list[dict[str, float]] = []  # this session's losses, one record per step
+        # This session's per-step losses: the first and the last LOSS_WINDOW steps (all a summary reports).
+        self.first_losses: list[dict[str, float]] = []
+        self.last_losses: collections.deque[dict[str, float]] = collections.deque(maxlen=LOSS_WINDOW)
         self.stopped_by: str | None = None
         self._validated_step = -1
         self._time_fraction = 0.0
@@ -702,8 +705,7 @@ class Trainer:
             "steps": self._phase_steps(phase),
             "planned_steps": {"pretrain": config.pretrain_steps, "gan": config.gan_steps if phase == "gan" else 0},
             "stopped_by": self.stopped_by,
-            "losses": {"first": mean_losses(self.step_losses[:LOSS_WINDOW]),
-                       "last": mean_losses(self.step_losses[-LOSS_WINDOW:])},
+            "losses": {"first": mean_losses(self.first_losses), "last": mean_losses(self.last_losses)},
             "metrics": self.metrics.get(phase, {}),
             "selection": self.selections.get(phase),
             "recipe": config.to_dict(),
@@ -878,7 +880,9 @@ class Trainer:
                 losses = self._train_step(lr, hr)
                 self.ema.update(self.generator)
                 self.step += 1
-                self.step_losses.append(losses)
+                if len(self.first_losses) < LOSS_WINDOW:
+                    self.first_losses.append(losses)
+                self.last_losses.append(losses)
                 step_seconds = time.perf_counter() - started_step
                 timer.tick(lr.shape[0] * self.distributed.world_size)
                 for name, value in losses.items():
