@@ -9,14 +9,16 @@ a model (``init``), or an interrupted run continued from its state
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from srrestore.domains.image import read_image
 from srrestore.engine.devices import resolve_device
 from srrestore.errors import ConfigError
-from srrestore.models.checkpoint import load_generator
+from srrestore.models.checkpoint import CheckpointInfo, load_generator, untrained_history_entry
+from srrestore.models.generator import SRGenerator
+from srrestore.models.surgery import through_plane_generator
 from srrestore.models.registry import resolve_checkpoint
 from srrestore.training.config import TrainingConfig, load_recipe, merge_recipes
 from srrestore.training.data import (
@@ -110,7 +112,7 @@ def train_images(
     if config.degradation is None:
         raise ConfigError("training from images needs a [degradation] in the recipe")
     resolve_device(device)  # refuse a bad device before reading the images
-    initial = load_generator(resolve_checkpoint(init, config.scale[0], config.channels)) if init is not None else None
+    initial = _initial_model(init, config) if init is not None else None
 
     sources = [str(folder) for folder in hr_dirs] or stored["sources"]
     validation_sources = [str(folder) for folder in val_dirs] or stored.get("validation_sources", [])
@@ -128,6 +130,21 @@ def train_images(
         resume_from=state, initial=initial, overwrite=overwrite, progress=progress,
     )
     return TrainingRun(trainer.run(stop_after=stop_after), config, trainer.distributed.is_main)
+
+
+def _initial_model(init: str, config: TrainingConfig) -> tuple[SRGenerator, CheckpointInfo]:
+    """The model a run starts from; an in-plane one made ``(s, 1)`` when the recipe trains a through-plane model.
+
+    The change of scale is a history entry of the card (weight surgery,
+    :func:`~srrestore.models.surgery.through_plane_generator`).
+    """
+    generator, info = load_generator(resolve_checkpoint(init, config.scale[0], config.channels))
+    if config.scale[1] != 1 or tuple(generator.config.scale) == tuple(config.scale):
+        return generator, info
+    generator, how = through_plane_generator(generator, config.scale[0])
+    entry = untrained_history_entry("made_through_plane", {"scale": list(config.scale), "how": how}, "weight surgery")
+    card = {**info.card, "history": [*info.card.get("history", []), entry]}
+    return generator, replace(info, config=generator.config, card=card)
 
 
 def _outputs(files: TrainingFiles, config: TrainingConfig, stored: dict[str, Any],

@@ -7,7 +7,7 @@ axis, but its in-plane slices are sharp. So (Zhao et al. 2021, Remedios et al.
 1. the in-plane slices, normalised as restore normalises the scan, are the
    high-resolution images (:mod:`srrestore.pipelines.medical.pairs`);
 2. the header's slice profile (thickness and spacing over the in-plane
-   spacing, :mod:`srrestore.domains.medical.slice_profile`) degrades one of
+   spacing, :mod:`srrestore.training.slice_profile`) degrades one of
    their axes, giving the thick-slice view: the training pairs of an
    anisotropic ``(s, 1)`` model;
 3. the pretrained generator, turned into an ``(s, 1)`` one
@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from srrestore.domains.medical.slice_profile import (
+from srrestore.training.slice_profile import (
     PROFILE_KINDS,
     SUPPORTED_SLICE_FACTORS,
     SliceProfile,

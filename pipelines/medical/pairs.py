@@ -3,7 +3,7 @@
 A thick-slice scan is fine along its two in-plane axes and coarse along the
 slice axis. As in SMORE (Zhao et al. 2021), each in-plane slice, at the
 in-plane resolution, is a high-resolution image; degrading one of its axes with
-the header's slice profile (:mod:`srrestore.domains.medical.slice_profile`)
+the header's slice profile (:mod:`srrestore.training.slice_profile`)
 gives the thick-slice view of it, the input of an ``(s, 1)`` model. Each slice
 is used in both orientations (its rows degraded, then its columns), the way
 the restore runs the model on both planes holding the slice axis.
@@ -16,8 +16,8 @@ in-plane image is first resampled from ``p`` to ``t`` (antialiased cubic,
 the other axis keeps its spacing, as the model sees it at restore.
 
 The through-plane axis is chosen as restore chooses it
-(:func:`srrestore.pipelines.medical.restore.plan_passes`): the coarse axis (spacing at
-least twice the others), else the acquisition slice axis (NIfTI ``dim_info``,
+(:func:`srrestore.pipelines.medical.plan.plan_volume`): the coarse axis (spacing at
+least 1.5 times the others), else the acquisition slice axis (NIfTI ``dim_info``,
 else ``k``; DICOM: the slice axis). Intensities are normalised exactly as
 restore normalises the scan (CT Hounsfield window, else foreground percentiles).
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from srrestore.domains.medical.geometry import coarse_axis
-from srrestore.domains.medical.slice_profile import SliceProfile, slice_factor
+from srrestore.training.slice_profile import SliceProfile, slice_factor
 from srrestore.domains.medical.volume import open_volume
 from srrestore.engine.io import valid_mask
 from srrestore.engine.nodata import fill_nodata, nearest_valid

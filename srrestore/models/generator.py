@@ -25,9 +25,9 @@ from torch.nn import functional as F
 from srrestore.models.layers import PixelShuffleND, ResidualGroup
 from srrestore.models.spec import ModelSpec
 
-__all__ = ["GeneratorConfig", "SRGenerator", "GENERATOR_CONFIGS", "create_generator"]
+__all__ = ["GeneratorConfig", "SRGenerator", "GENERATOR_CONFIGS", "SUPPORTED_FACTORS", "create_generator"]
 
-SUPPORTED_FACTORS = (1, 2, 3, 4, 8)
+SUPPORTED_FACTORS = (1, 2, 3, 4, 5, 6, 8)  # pixel shuffle takes any integer; these are tested
 BICUBIC_REACH = 2  # bicubic interpolation reads 2 input pixels on each side
 
 
@@ -38,7 +38,7 @@ class GeneratorConfig:
     Attributes:
         in_channels: input channels (1 for CT/MR or one band, 3 for RGB, up to 16 bands).
         out_channels: output channels; None means ``in_channels``.
-        scale: upscale factor per axis ``(sy, sx)``; each in 1, 2, 3, 4, 8, not both 1.
+        scale: upscale factor per axis ``(sy, sx)``; each in 1, 2, 3, 4, 5, 6, 8, not both 1.
         num_features: width of the feature maps.
         num_groups: residual groups in the deep body.
         blocks_per_group: residual attention blocks per group.

@@ -33,6 +33,7 @@ from typing import Any, Mapping
 from srrestore.errors import ConfigError, InputReadError, MissingDependencyError, check_choice
 from srrestore.losses.monai_perceptual import MONAI_NETWORKS
 from srrestore.losses.total import LossConfig
+from srrestore.models.generator import SUPPORTED_FACTORS
 from srrestore.training.degradation import Degradation
 
 __all__ = [
@@ -48,7 +49,6 @@ __all__ = [
 
 SCHEDULES = ("cosine", "multistep", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-SUPPORTED_FACTORS = (1, 2, 3, 4, 8)
 # Fields a resumed run may change; every other field must equal the stored recipe. The precision
 # may change (weights and Adam states are float32 whatever it is; fp16 loss scaling starts afresh).
 RESUMABLE_FIELDS = ("pretrain_steps", "gan_steps", "log_interval", "val_interval", "checkpoint_interval",

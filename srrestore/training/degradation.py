@@ -16,6 +16,16 @@ For restoration training, a :class:`Degradation` adds, in this order
 Gaussian or Poisson noise, rounding to the source's integer grid, JPEG.
 Random parameters are drawn per call from a ``numpy.random.Generator``.
 
+For through-plane models (scale ``(s, 1)``), ``slice_profile`` replaces the
+downscaling of the rows by a slice profile
+(:class:`~srrestore.training.slice_profile.SliceProfile`): thick slices
+``s`` rows apart, each the profile-weighted mean of the fine rows it covers,
+as a thick-slice scan samples the anatomy (SMORE, Zhao et al. 2021). The
+``"family"`` profile draws, per image, a box, a Gaussian or a mix of the two
+(one third each, the mix's Gaussian share uniform in ``[0, 1]``) and a
+thickness from ``slice_thickness``, so that a model trained on it does not
+depend on one guess of the scanner's profile.
+
 Images are numpy ``(C, H, W)`` intensities in ``[0, 1]``.
 """
 
@@ -31,10 +41,12 @@ from resize_right import interp_methods, resize
 
 from srrestore.errors import ConfigError, MissingDependencyError, UnsupportedInputError, check_choice
 from srrestore.metrics import gaussian_filter
+from srrestore.training.slice_profile import PROFILE_KINDS, SliceProfile
 
 __all__ = [
     "DOWNSCALE_KERNELS",
     "NOISE_KINDS",
+    "SLICE_PROFILES",
     "Degradation",
     "downscale",
     "upscale_bicubic",
@@ -43,6 +55,7 @@ __all__ = [
 
 DOWNSCALE_KERNELS = ("bicubic", "area")
 NOISE_KINDS = ("none", "gaussian", "poisson")
+SLICE_PROFILES = (*PROFILE_KINDS, "family")
 BICUBIC_SUPPORT = 4  # taps of the bicubic kernel at scale 1; antialiasing widens it s times
 BLUR_TRUNCATE = 3.0  # Gaussian blur kernels reach 3 sigma
 
@@ -169,6 +182,12 @@ class Degradation:
         clip: clip the LR image to ``[0, 1]``; False keeps values outside it
             (normalised data that may leave ``[0, 1]``, e.g. percentile-normalised
             rasters, whose inputs are not clipped at inference either).
+        slice_profile: None (downscale with ``kernel``), or the slice profile
+            that makes thick slices along the rows of a ``(s, 1)`` scale:
+            ``"box"``, ``"gaussian"``, ``"mixed"`` (half and half) or ``"family"``
+            (drawn per image, see the module docstring).
+        slice_thickness: slice thickness over slice spacing (the profile's full
+            width is ``s`` times it); 1 is contiguous slices, above 1 overlapping ones.
     """
 
     scale: tuple[int, int] = (4, 4)
@@ -180,6 +199,8 @@ class Degradation:
     quantize: bool = True
     jpeg_quality: tuple[float, float] | None = None
     clip: bool = True
+    slice_profile: str | None = None
+    slice_thickness: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
         self.scale = _factors(self.scale)
@@ -192,6 +213,11 @@ class Degradation:
         self.poisson_peak = _range("poisson_peak", self.poisson_peak, 1e-3, 1e9)
         if self.jpeg_quality is not None:
             self.jpeg_quality = _range("jpeg_quality", self.jpeg_quality, 1, 100)
+        self.slice_thickness = _range("slice_thickness", self.slice_thickness, 0.25, 4.0)
+        if self.slice_profile is not None:
+            self.slice_profile = check_choice("slice profile", self.slice_profile, SLICE_PROFILES)
+            if self.scale[1] != 1:
+                raise ConfigError(f"a slice profile makes thick rows: the scale must be (s, 1), got {self.scale}")
         for name in ("quantize", "clip"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"degradation {name} must be true or false, got {getattr(self, name)!r}")
@@ -211,6 +237,8 @@ class Degradation:
         """True when two calls on the same image may give different inputs."""
         return (
             self.blur_sigma[0] != self.blur_sigma[1]
+            or self.slice_profile == "family"
+            or (self.slice_profile is not None and self.slice_thickness[0] != self.slice_thickness[1])
             or (self.noise != "none")
             or (self.jpeg_quality is not None and self.jpeg_quality[0] != self.jpeg_quality[1])
         )
@@ -224,11 +252,26 @@ class Degradation:
         there (up to float rounding).
         """
         blur_reach = int(BLUR_TRUNCATE * self.blur_sigma[1] + 0.5)
+        if self.slice_profile is not None:
+            widest = SliceProfile(self.scale[0], self.scale[0] * self.slice_thickness[1], "gaussian")
+            return math.ceil((widest.reach + blur_reach) / self.scale[0]), 0
         margins = []
         for factor in self.scale:
             resize_reach = 0 if factor == 1 or self.kernel == "area" else BICUBIC_SUPPORT * factor // 2 + 1
             margins.append(math.ceil((resize_reach + blur_reach) / factor))
         return margins[0], margins[1]
+
+    def draw_profile(self, rng: np.random.Generator) -> SliceProfile:
+        """The slice profile of one image: the fixed one, or one of the family (``slice_profile`` set)."""
+        if self.slice_profile is None:
+            raise ConfigError("this degradation downscales with a kernel; it has no slice profile")
+        kind = self.slice_profile
+        if kind == "family":
+            kind = PROFILE_KINDS[int(rng.integers(len(PROFILE_KINDS)))]
+        share = float(rng.uniform(0.0, 1.0)) if self.slice_profile == "family" and kind == "mixed" else 0.5
+        thickness = rng.uniform(*self.slice_thickness) if self.slice_thickness[0] != self.slice_thickness[1] else (
+            self.slice_thickness[0])
+        return SliceProfile(self.scale[0], float(self.scale[0] * thickness), kind, share)
 
     def apply(self, image: np.ndarray, rng: np.random.Generator | None = None, levels: int | None = 255) -> np.ndarray:
         """Degrade an HR image.
@@ -248,7 +291,10 @@ class Degradation:
         sigma = rng.uniform(*self.blur_sigma) if self.blur_sigma[1] > 0 else 0.0
         if sigma > 0:
             result = gaussian_filter(result, sigma, BLUR_TRUNCATE)
-        result = downscale(result, self.scale, self.kernel)
+        if self.slice_profile is None:
+            result = downscale(result, self.scale, self.kernel)
+        else:
+            result = self.draw_profile(rng).degrade(result, axis=1)
         if self.noise == "gaussian":
             result = result + rng.normal(0.0, rng.uniform(*self.noise_sigma), result.shape)
         elif self.noise == "poisson":

@@ -109,7 +109,7 @@ def test_help_describes_the_command_with_an_example():
     [
         (["{missing}", "--out", "{out}"], "training folder not found"),
         (["{empty}", "--out", "{out}"], "no images"),
-        (["{hr}", "--out", "{out}", "--scale", "5"], "scale must be two factors"),
+        (["{hr}", "--out", "{out}", "--scale", "7"], "scale must be two factors"),
         (["{hr}", "--out", "{out}", "--config", "{bad_recipe}"], "did you mean 'patch_size'"),
         (["{hr}", "--out", "{out}", "--patch-size", "30"], "patch_size (a multiple of the scale"),
         (["{hr}", "--out", "{out}", "--device", "gpu"], "unknown device 'gpu'"),
@@ -196,3 +196,21 @@ def test_init_grows_a_model_into_a_deeper_recipe(tmp_path, hr_dir, recipe):
     assert grown.config.blocks_per_group == 2
     assert [entry.get("grown") for entry in info.card["history"]] == [None, {"blocks_per_group": [1, 2]}, None]
     assert info.card["steps"] == {"pretrain": 2, "gan": 0}
+
+
+def test_init_makes_an_in_plane_model_through_plane_for_a_slice_recipe(tmp_path, hr_dir, recipe):
+    """A ``(s, 1)`` recipe started from an ``(s, s)`` model: weight surgery, recorded in the card's history."""
+    first = tmp_path / "first.safetensors"
+    assert run("train", hr_dir, "--out", first, "--config", recipe, "--scale", 2, "--channels", 1,
+               "--pretrain-steps", 1, "--gan-steps", 0, "--quiet").exit_code == 0
+    slices = tmp_path / "slices.toml"
+    slices.write_text('scale = [2, 1]\n[degradation]\nslice_profile = "family"\nquantize = false\n')
+    out = tmp_path / "slices.safetensors"
+    result = run("train", hr_dir, "--out", out, "--config", recipe, "--config", slices, "--channels", 1,
+                 "--pretrain-steps", 1, "--gan-steps", 0, "--init", first, "--quiet")
+    assert result.exit_code == 0, result.output
+    model, info = load_generator(out)
+    assert model.config.scale == (2, 1)
+    surgery = info.card["history"][1]["made_through_plane"]
+    assert surgery["scale"] == [2, 1] and "averaged over the 2 column sub-pixels" in surgery["how"]
+    assert info.training["recipe"]["degradation"]["slice_profile"] == "family"

@@ -10,7 +10,7 @@ from skimage import data
 from srrestore.models.generator import GENERATOR_CONFIGS, GeneratorConfig, create_generator
 
 
-@pytest.mark.parametrize("scale", [2, 3, 4, 8, (1, 4), (4, 1), (2, 3)])
+@pytest.mark.parametrize("scale", [2, 3, 4, 5, 6, 8, (1, 4), (4, 1), (6, 1), (2, 3)])
 @pytest.mark.parametrize("channels", [1, 3, 4, 16])
 def test_output_shape_for_every_scale_and_channel_count(scale, channels):
     torch.manual_seed(0)
@@ -39,7 +39,7 @@ def test_other_output_channels_use_a_projected_skip():
     assert generator(torch.rand(1, 1, 8, 8)).shape == (1, 3, 16, 16)
 
 
-@pytest.mark.parametrize("bad", [{"scale": 5}, {"scale": (1, 1)}, {"in_channels": 0}, {"feedback_steps": 0}])
+@pytest.mark.parametrize("bad", [{"scale": 7}, {"scale": (1, 1)}, {"in_channels": 0}, {"feedback_steps": 0}])
 def test_invalid_configs_are_refused(bad):
     with pytest.raises(ValueError):
         GeneratorConfig(**bad)

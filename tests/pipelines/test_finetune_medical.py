@@ -250,8 +250,8 @@ def test_bad_inputs_and_options_are_refused_and_nothing_is_written(fixtures_dir,
         finetune_medical([thick_t1, make_thick_t1(other, 4)], output, options)
     with pytest.raises(ConfigError, match="did you mean 'box'"):
         finetune_medical([thick_t1], output, options, slice_profile="boxes")
-    with pytest.raises(ConfigError, match="through-plane factor 5 is not supported"):
-        finetune_medical([thick_t1], output, replace(options, scale=5))
+    with pytest.raises(ConfigError, match="through-plane factor 7 is not supported"):
+        finetune_medical([thick_t1], output, replace(options, scale=7))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "other"]
     output.write_bytes(b"an earlier model")
     with pytest.raises(OutputExistsError):

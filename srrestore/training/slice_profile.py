@@ -7,7 +7,9 @@ pixels of size ``p`` (the in-plane spacing) that is, as in SMORE (Zhao et al.
 2021) and ECLARE (Remedios et al. 2025):
 
 1. a 1-D profile of full width ``thickness / p`` fine pixels: a box (the
-   ideal slab) or a Gaussian of that full width at half maximum;
+   ideal slab), a Gaussian of that full width at half maximum, or a mix of
+   the two (``(1 - g) * box + g * Gaussian``, the family between them that
+   real slice sensitivity profiles fall in);
 2. subsampling by the integer factor ``s = round(spacing / p)``.
 
 Slices are cell-centred on the fine grid (as everywhere in srrestore): thick
@@ -34,17 +36,31 @@ from typing import Any
 import numpy as np
 
 from srrestore.errors import ConfigError, UnsupportedInputError, check_choice
+from srrestore.models.generator import SUPPORTED_FACTORS
 
-__all__ = ["PROFILE_KINDS", "SUPPORTED_SLICE_FACTORS", "SliceProfile", "slice_factor"]
+__all__ = ["PROFILE_KINDS", "RATIO_TOLERANCE", "SUPPORTED_SLICE_FACTORS", "SliceProfile", "factor_for_ratio",
+           "slice_factor"]
 
-PROFILE_KINDS = ("box", "gaussian")
+PROFILE_KINDS = ("box", "gaussian", "mixed")
+RATIO_TOLERANCE = 0.01  # a spacing ratio within 1 % of an integer is that integer (no resampling)
 GAUSSIAN_REACH = 3.0  # Gaussian taps reach 3 sigma
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
-SUPPORTED_SLICE_FACTORS = (2, 3, 4, 8)  # the generator's factors above 1
+SUPPORTED_SLICE_FACTORS = tuple(f for f in SUPPORTED_FACTORS if f > 1)  # the generator's factors above 1
+
+
+def factor_for_ratio(ratio: float) -> int:
+    """The integer factor a spacing ratio needs: the nearest integer when within 1 % of it, else the next one up.
+
+    A ratio of 3.98 is x4 (no resampling); 3.3 is x4, whose output is then
+    resampled onto the wanted spacing (restore), or whose training slices are
+    resampled to it (fine-tuning).
+    """
+    nearest = round(ratio)
+    return int(nearest) if nearest >= 1 and abs(ratio - nearest) <= RATIO_TOLERANCE * ratio else math.ceil(ratio)
 
 
 def slice_factor(spacing: float, in_plane_spacing: float) -> int:
-    """The integer through-plane factor ``round(spacing / in-plane spacing)``.
+    """The integer through-plane factor of ``spacing / in-plane spacing`` (:func:`factor_for_ratio`).
 
     Args:
         spacing: distance between slice centres, mm.
@@ -52,17 +68,18 @@ def slice_factor(spacing: float, in_plane_spacing: float) -> int:
 
     Raises:
         ConfigError: a spacing that is not positive, or a ratio that does not
-            round to a supported factor (2, 3, 4, 8).
+            round to a supported factor (:data:`SUPPORTED_SLICE_FACTORS`).
     """
     for name, value in (("slice spacing", spacing), ("in-plane spacing", in_plane_spacing)):
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{name} must be a positive number of mm, got {value!r}")
     ratio = spacing / in_plane_spacing
-    factor = round(ratio)
+    factor = factor_for_ratio(ratio)
     if factor not in SUPPORTED_SLICE_FACTORS:
         raise ConfigError(
             f"slice spacing {spacing:g} mm is {ratio:.2f} times the in-plane spacing {in_plane_spacing:g} mm;"
-            f" through-plane SR needs a ratio near one of {', '.join(map(str, SUPPORTED_SLICE_FACTORS))}"
+            f" through-plane SR needs a ratio above 1 that rounds up to one of"
+            f" {', '.join(map(str, SUPPORTED_SLICE_FACTORS))}"
         )
     return int(factor)
 
@@ -75,12 +92,16 @@ class SliceProfile:
         factor: integer subsampling ``s`` (slice spacing / fine pixel size).
         width: full width of the profile in fine pixels: the box width, or the
             Gaussian's full width at half maximum (slice thickness / fine pixel size).
-        kind: ``"box"`` or ``"gaussian"``.
+        kind: ``"box"``, ``"gaussian"`` or ``"mixed"``.
+        gaussian_share: the Gaussian's weight ``g`` in a mixed profile,
+            ``(1 - g) * box + g * Gaussian`` of the same width (0..1; a box is 0,
+            a Gaussian 1).
     """
 
     factor: int
     width: float
     kind: str = "gaussian"
+    gaussian_share: float = 0.5
 
     def __post_init__(self) -> None:
         if isinstance(self.factor, bool) or not isinstance(self.factor, (int, np.integer)) or self.factor < 1:
@@ -88,6 +109,21 @@ class SliceProfile:
         if not (isinstance(self.width, (int, float)) and math.isfinite(self.width) and self.width > 0):
             raise ConfigError(f"slice profile width must be a positive number of pixels, got {self.width!r}")
         object.__setattr__(self, "kind", check_choice("slice profile", self.kind, PROFILE_KINDS))
+        if not (isinstance(self.gaussian_share, (int, float)) and 0.0 <= self.gaussian_share <= 1.0):
+            raise ConfigError(f"a mixed profile's Gaussian share must be in [0, 1], got {self.gaussian_share!r}")
+
+    @property
+    def share(self) -> float:
+        """The Gaussian's weight: 0 for a box, 1 for a Gaussian, ``gaussian_share`` for a mix."""
+        return {"box": 0.0, "gaussian": 1.0}.get(self.kind, float(self.gaussian_share))
+
+    def describe(self) -> str:
+        """``"box of 4 px"``, ``"Gaussian of FWHM 4 px"`` or ``"mixed (0.3 Gaussian) of 4 px"``."""
+        if self.kind == "box":
+            return f"box of {self.width:.3g} px"
+        if self.kind == "gaussian":
+            return f"Gaussian of FWHM {self.width:.3g} px"
+        return f"mixed ({self.gaussian_share:.2g} Gaussian) of {self.width:.3g} px"
 
     @classmethod
     def from_header(
@@ -103,7 +139,7 @@ class SliceProfile:
             spacing: distance between slice centres, mm (DICOM IPP steps, NIfTI pixdim).
             in_plane_spacing: the fine pixel size, mm.
             thickness: SliceThickness in mm; None (NIfTI has none) takes the spacing.
-            kind: ``"box"`` or ``"gaussian"``.
+            kind: ``"box"``, ``"gaussian"`` or ``"mixed"``.
 
         Raises:
             ConfigError: non-positive values, or a spacing ratio that is not a supported factor.
@@ -117,7 +153,7 @@ class SliceProfile:
     @property
     def reach(self) -> int:
         """Fine pixels the profile reaches beyond a slice's own ``s`` pixels, per side."""
-        half = self.width / 2 if self.kind == "box" else GAUSSIAN_REACH * self.width / FWHM_PER_SIGMA
+        half = self.width / 2 if self.share == 0 else GAUSSIAN_REACH * self.width / FWHM_PER_SIGMA
         return max(0, math.ceil(half - self.factor / 2 - 1e-9))
 
     def taps(self) -> np.ndarray:
@@ -129,12 +165,11 @@ class SliceProfile:
         centre = (self.factor - 1) / 2
         offsets = np.arange(-self.reach, self.factor + self.reach, dtype=np.float64) - centre
         low, high = offsets - 0.5, offsets + 0.5
-        if self.kind == "box":
-            half = self.width / 2
-            weights = np.clip(np.minimum(high, half) - np.maximum(low, -half), 0.0, None)
-        else:
-            scale = math.sqrt(2.0) * self.width / FWHM_PER_SIGMA
-            weights = np.array([math.erf(h / scale) - math.erf(lo / scale) for lo, h in zip(low, high)])
+        half = self.width / 2
+        box = np.clip(np.minimum(high, half) - np.maximum(low, -half), 0.0, None)
+        scale = math.sqrt(2.0) * self.width / FWHM_PER_SIGMA
+        gaussian = np.array([math.erf(h / scale) - math.erf(lo / scale) for lo, h in zip(low, high)])
+        weights = (1.0 - self.share) * box / box.sum() + self.share * gaussian / gaussian.sum()
         return weights / weights.sum()
 
     def degrade(self, array: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -199,6 +234,7 @@ class SliceProfile:
         return self.degrade(image, axis=1).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"kind", "width_pixels", "factor", "scale"}`` for checkpoint cards and sidecars."""
-        return {"kind": self.kind, "width_pixels": self.width, "factor": int(self.factor), "scale": list(self.scale)}
+        """``{"kind", "width_pixels", "factor", "scale"}`` (and ``"gaussian_share"`` when mixed) for cards and sidecars."""
+        data = {"kind": self.kind, "width_pixels": self.width, "factor": int(self.factor), "scale": list(self.scale)}
+        return data | ({"gaussian_share": float(self.gaussian_share)} if self.kind == "mixed" else {})
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import skimage.data
 from srrestore.domains.medical.dicom_series import open_series
-from srrestore.domains.medical.slice_profile import SliceProfile, slice_factor
+from srrestore.training.slice_profile import SliceProfile, slice_factor
 
 from srrestore.errors import ConfigError, UnsupportedInputError
 
@@ -106,3 +106,36 @@ def test_bad_profiles_are_refused_with_the_value():
         SliceProfile(2, float("nan"))
     with pytest.raises(UnsupportedInputError, match="axis 0 has 30 pixels, not a positive multiple of the slice factor 4"):
         SliceProfile(4, 4.0).degrade(np.zeros((30, 3)))
+
+
+def test_a_mixed_profile_lies_between_box_and_gaussian(camera):
+    """Taps of a mix are the share-weighted sum of the box's and the Gaussian's (each on the Gaussian's reach)."""
+    box, gaussian = SliceProfile(4, 5.0, "box"), SliceProfile(4, 5.0, "gaussian")
+    mixed = SliceProfile(4, 5.0, "mixed", 0.25)
+    pad = (gaussian.reach - box.reach, gaussian.reach - box.reach)
+    assert np.allclose(mixed.taps(), 0.75 * np.pad(box.taps(), pad) + 0.25 * gaussian.taps())
+    assert SliceProfile(4, 5.0, "mixed", 0.0).degrade(camera).tolist() == box.degrade(camera).tolist()
+    assert mixed.to_dict()["gaussian_share"] == 0.25 and "gaussian_share" not in box.to_dict()
+    assert mixed.describe() == "mixed (0.25 Gaussian) of 5 px"
+    with pytest.raises(ConfigError, match="Gaussian share must be in"):
+        SliceProfile(4, 5.0, "mixed", 1.5)
+
+
+def test_the_family_degradation_draws_profiles_and_its_margin_covers_the_widest(camera):
+    """A recipe's ``slice_profile = "family"`` draws box, Gaussian and mixes of drawn thickness, reproducibly."""
+    from srrestore.training.degradation import Degradation
+
+    family = Degradation(scale=(4, 1), slice_profile="family", slice_thickness=(0.75, 1.5), quantize=False)
+    assert family.is_random and family.margin == (-(-SliceProfile(4, 6.0, "gaussian").reach // 4), 0)
+    rng = np.random.default_rng(0)
+    drawn = [family.draw_profile(rng) for _ in range(60)]
+    assert {p.kind for p in drawn} == {"box", "gaussian", "mixed"}
+    assert all(3.0 <= p.width <= 6.0 for p in drawn) and len({p.width for p in drawn}) == 60
+    image = camera[None]
+    first, again = family.apply(image, np.random.default_rng(7)), family.apply(image, np.random.default_rng(7))
+    assert first.shape == (1, 128, 512) and np.array_equal(first, again)
+    fixed = Degradation(scale=(4, 1), slice_profile="box", quantize=False)
+    assert not fixed.is_random
+    assert np.allclose(fixed.apply(image), SliceProfile(4, 4.0, "box").apply(image))
+    with pytest.raises(ConfigError, match=r"the scale must be \(s, 1\)"):
+        Degradation(scale=(4, 4), slice_profile="box")
