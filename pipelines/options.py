@@ -33,6 +33,7 @@ FORMAT_OPTIONS = {
     "resample_irregular": "--resample-irregular",
     "slice_scale": "--slice-scale",
     "slice_model": "--slice-model",
+    "target_spacing": "--target-spacing",
     "reference": "--reference",
     "blur_sigma": "--blur-sigma",
     "noise_sigma": "--noise-sigma",

@@ -167,7 +167,7 @@ class SRModel:
 
 def load_model(
     name_or_path: str = "default",
-    scale: int | None = None,
+    scale: int | tuple[int, int] | None = None,
     channels: int = 3,
     phase: str = "psnr",
     device: str = "auto",
@@ -179,8 +179,9 @@ def load_model(
     Args:
         name_or_path: ``"default"``, a built-in name (``srrestore models``), a
             ``.safetensors`` / ``.pth`` path, or an ``.onnx`` file from ``srrestore export``.
-        scale: in-plane upscale factor wanted; None takes the model's own
-            (``"default"`` then means 4). A model of another scale is refused.
+        scale: upscale factor wanted: ``s`` (the model's largest factor), or
+            ``(sy, sx)`` exactly (``(s, 1)``: a through-plane model); None takes
+            the model's own (``"default"`` then means 4). A model of another scale is refused.
         channels: channels of the data, to pick the RGB or 1-channel built-in.
         phase: ``"psnr"`` (faithful, the default) or ``"gan"`` (sharper) built-in.
         device: where the engine runs it (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``).
@@ -199,6 +200,8 @@ def load_model(
         raise ConfigError(f"backend {backend} cannot run {path.name}{hint}")
     network, info = load_onnx(path) if backend == "onnxruntime" else load_generator(path)
     model = SRModel(network, info, path, device, precision)
-    if scale is not None and max(model.spec.scale) != scale:
-        raise ConfigError(f"model {model.name} upscales by {'x'.join(map(str, model.spec.scale))}, not {scale}")
+    if scale is not None and (tuple(model.spec.scale) != tuple(scale) if isinstance(scale, tuple)
+                              else max(model.spec.scale) != scale):
+        wanted = scale if isinstance(scale, int) else "x".join(map(str, scale))
+        raise ConfigError(f"model {model.name} upscales by {'x'.join(map(str, model.spec.scale))}, not {wanted}")
     return model

@@ -274,14 +274,25 @@ def is_path(token: str, parameter: Any) -> bool:
     return isinstance(parameter.type, click.Path)
 
 
+def is_volume(arguments: list[str]) -> bool:
+    """True when the example's input (its first positional argument after the command) is a NIfTI file or a DICOM
+    series."""
+    token = next((a for a in arguments[1:] if not a.startswith("-")), "").lower()
+    folder = token.endswith("/") or "." not in Path(token).name
+    return token.endswith((".nii", ".nii.gz", ".dcm")) or (folder and re.search(r"ct|mr|dicom|series", token) is not None)
+
+
 def limits(command: str, arguments: list[str], root: Path) -> list[str]:
     """The options appended to an example so that it runs in seconds (see the module docstring)."""
     models = root / "models"
     models.mkdir(exist_ok=True)
     if command == "restore":
         extra = ["--device", "cpu"]
+        slice_scale = next((arguments[i + 1] for i, a in enumerate(arguments[:-1]) if a == "--slice-scale"), None)
         if not has_option(arguments, "--model", "-m"):
-            if has_option(arguments, "--slice-scale"):
+            if not has_option(arguments, "--scale", "-s") and slice_scale in (None, "auto") and is_volume(arguments):
+                pass  # a volume's default, through-plane: the built-in slice models run (they are small)
+            elif has_option(arguments, "--slice-scale"):
                 through = factor_of(arguments, ("--slice-scale",), 2)
                 through_model = tiny_model(models / f"through{through}.safetensors", 1, (through, 1))
                 if has_option(arguments, "--scale", "-s"):

@@ -66,7 +66,8 @@ class DerivedSeries:
 
     Attributes:
         source: the source series.
-        factors: ``(slice, row, column)`` upscale factors.
+        factors: ``(slice, row, column)`` upscale factors (output over input
+            samples; the slice factor is a ratio ``m / n`` where the slices were resampled).
         affine: ``(4, 4)`` output D3 affine, index order ``(column, row, slice)``.
         shape: output ``(D', H', W')``.
         series_uid: new SeriesInstanceUID.
@@ -79,7 +80,7 @@ class DerivedSeries:
     """
 
     source: DicomSeries
-    factors: tuple[int, int, int]
+    factors: tuple[float, float, float]
     affine: np.ndarray
     shape: tuple[int, int, int]
     series_uid: str
@@ -108,23 +109,24 @@ class DerivedSeries:
         return int(np.argmin(np.abs(sources - self.positions[index] @ normal)))
 
 
-def factor_label(factors: tuple[int, int, int]) -> str:
-    """``"x2"`` (in-plane), ``"x4 through-plane"`` or ``"x2 in-plane, x4 through-plane"``."""
-    through, row, column = factors
+def factor_label(factors: tuple[float, float, float]) -> str:
+    """``"x2"`` (in-plane), ``"x4 through-plane"``, ``"x3.3 through-plane"`` or ``"x2 in-plane, x4 through-plane"``."""
+    through, row, column = (f"{value:.4g}" for value in factors)
     in_plane = f"x{row}" if row == column else f"x{row}(rows) x{column}(columns)"
-    if through == 1:
+    if through == "1":
         return in_plane
-    if row == column == 1:
+    if row == column == "1":
         return f"x{through} through-plane"
     return f"{in_plane} in-plane, x{through} through-plane"
 
 
-def derive_series(source: DicomSeries, factors: tuple[int, int, int], description: str) -> DerivedSeries:
+def derive_series(source: DicomSeries, factors: tuple[float, float, float], description: str) -> DerivedSeries:
     """Output series attributes for ``source`` upscaled by ``factors`` (D3-D7).
 
     Args:
         source: the source series.
-        factors: ``(slice, row, column)`` integer factors.
+        factors: ``(slice, row, column)`` factors: integers, or for the
+            slices a ratio ``m / n`` when they were resampled onto ``m`` slices.
         description: what was done (model, phase, normalisation), put at the
             start of DerivationDescription; the input resampling (if any), the
             source thickness and spacing are appended.
@@ -134,7 +136,8 @@ def derive_series(source: DicomSeries, factors: tuple[int, int, int], descriptio
     """
     from pydicom.uid import generate_uid
 
-    through, row, column = factors
+    shape = tuple(round(n * f) for n, f in zip(source.shape, factors))
+    through, row, column = factors = tuple(m / n for m, n in zip(shape, source.shape))  # exact count ratios
     affine = upscale_affine(source.affine, (column, row, through))
     header = source.header
     number = header.get("SeriesNumber")
@@ -153,7 +156,7 @@ def derive_series(source: DicomSeries, factors: tuple[int, int, int], descriptio
         source=source,
         factors=factors,
         affine=affine,
-        shape=(source.shape[0] * through, source.shape[1] * row, source.shape[2] * column),
+        shape=shape,  # type: ignore[arg-type]
         series_uid=generate_uid(),
         series_number=(int(number) if number not in (None, "") else 0) + SERIES_NUMBER_OFFSET,
         series_description=old[: 64 - len(suffix)] + suffix,

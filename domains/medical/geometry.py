@@ -28,6 +28,7 @@ __all__ = [
     "slice_normal",
     "dicom_affine",
     "slice_positions",
+    "COARSE_RATIO",
     "coarse_axis",
 ]
 
@@ -123,12 +124,15 @@ def slice_positions(affine: np.ndarray, count: int) -> np.ndarray:
     return affine[:3, 3] + np.arange(count)[:, None] * affine[:3, 2]
 
 
-def coarse_axis(spacings: Sequence[float], ratio: float = 2.0) -> int | None:
+COARSE_RATIO = 1.5  # slice spacing over in-plane spacing from which a volume's slices count as thick
+
+
+def coarse_axis(spacings: Sequence[float], ratio: float = COARSE_RATIO) -> int | None:
     """The one axis whose spacing is at least ``ratio`` times every other's, or None.
 
     Args:
         spacings: voxel size per axis, mm.
-        ratio: how much coarser the axis must be.
+        ratio: how much coarser the axis must be (thick slices: 1.5 times the in-plane spacing).
     """
     values = np.asarray(spacings, dtype=np.float64)
     axis = int(np.argmax(values))

@@ -157,12 +157,14 @@ def read_nifti(path: Path) -> NiftiVolume:
     return NiftiVolume(path, image.header.copy(), float(slope), float(intercept), type(image), image.dataobj)
 
 
-def derive_header(header: Any, factors: Sequence[int], descrip: str, slope: float = 1.0, intercept: float = 0.0) -> Any:
+def derive_header(header: Any, factors: Sequence[float], descrip: str, slope: float = 1.0, intercept: float = 0.0) -> Any:
     """The output header for a volume upscaled by ``factors`` along ``(i, j, k)`` (N1-N5).
 
     Args:
         header: the source NIfTI header (not modified).
-        factors: integer factor per spatial axis ``(i, j, k)``.
+        factors: factor per spatial axis ``(i, j, k)``: output over input
+            samples, an integer, or a ratio ``m / n`` where an axis is
+            resampled onto ``m`` samples (``n * factor`` must be an integer).
         descrip: provenance text for ``descrip`` (cut to 80 bytes).
         slope, intercept: the source's scaling (:class:`NiftiVolume` keeps it:
             nibabel moves ``scl_*`` out of a loaded header).
@@ -174,19 +176,20 @@ def derive_header(header: Any, factors: Sequence[int], descrip: str, slope: floa
         axis (or any axis, if none is named) was upscaled, units, intent,
         ``aux_file``, data type and ``scl_slope``/``scl_inter`` kept.
     """
-    factors = tuple(int(f) for f in factors)
+    shape = list(header.get_data_shape())
+    counts = [round(n * f) for n, f in zip(shape[:3], factors)]
+    factors = tuple(m / n for m, n in zip(counts, shape[:3]))  # exact ratios of the sample counts
     result = header.copy()
     sform_code, qform_code = int(header["sform_code"]), int(header["qform_code"])
     result.set_sform(upscale_affine(header.get_sform(), factors), code=sform_code)
     result.set_qform(upscale_affine(header.get_qform(), factors), code=qform_code)
-    shape = list(header.get_data_shape())
-    shape[:3] = [n * f for n, f in zip(shape[:3], factors)]
+    shape[:3] = counts
     result.set_data_shape(shape)
     pixdim = np.array(header["pixdim"], dtype=np.float64)
     pixdim[1:4] = pixdim[1:4] / np.asarray(factors, dtype=np.float64)
     result["pixdim"] = pixdim
     slice_axis = header.get_dim_info()[2]
-    touched = factors[slice_axis] > 1 if slice_axis is not None else any(f > 1 for f in factors)
+    touched = factors[slice_axis] != 1 if slice_axis is not None else any(f != 1 for f in factors)
     if touched:
         for field in ("slice_code", "slice_start", "slice_end", "slice_duration"):
             result[field] = 0

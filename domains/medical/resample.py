@@ -1,4 +1,14 @@
-"""Resample an irregular stack of parallel slices onto a regular grid (invariant D2, "or resample").
+"""Resampling along the slice normal: irregular stacks onto a regular grid, and regular grids onto another spacing.
+
+:func:`axis_weights` resamples a regular grid of ``n`` samples along one axis
+onto ``m`` samples covering the same box (cell-centred: output sample ``j``
+lies at input index ``(j + 1/2) * n / m - 1/2``), with the antialiased cubic
+kernel of MATLAB's ``imresize`` (the maintained ``resize-right`` package,
+symmetric borders), as a ``(m, n)`` matrix whose rows sum to 1. Through-plane
+SR uses it when the wanted slice spacing is not the input's divided by an
+integer.
+
+Irregular stacks (invariant D2, "or resample"):
 
 A stack is irregular when its slices are parallel (one orientation) but not
 evenly spaced along their normal ``n = row_cos x col_cos``, or sheared by a
@@ -31,10 +41,25 @@ from dataclasses import dataclass
 import numpy as np
 from srrestore.domains.medical.geometry import dicom_affine, slice_normal
 
-__all__ = ["StackResampling"]
+__all__ = ["StackResampling", "axis_weights"]
 
 _COINCIDE_MM = 1e-6  # a plane this close to a source slice along n takes that slice alone
 _VALID_WEIGHT = 0.5  # share of a target pixel's weight that must fall on valid source pixels
+
+
+def axis_weights(length: int, count: int) -> np.ndarray:
+    """The ``(count, length)`` float64 matrix resampling ``length`` cell-centred samples onto ``count`` (same box).
+
+    Each row holds the antialiased cubic weights of one output sample (rows sum
+    to 1, a few taps are negative, as cubic interpolation's are); ``count ==
+    length`` gives the identity.
+    """
+    from resize_right import interp_methods, resize
+
+    if length < 1 or count < 1:
+        raise ValueError(f"need positive sample counts, got {length} -> {count}")
+    return resize(np.eye(length), scale_factors=[count / length, 1.0], out_shape=(count, length),
+                  interp_method=interp_methods.cubic, antialiasing=True, pad_mode="symmetric")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """The through-plane generator medical fine-tuning starts from.
 
-A pretrained model (a built-in 1-channel model, or the one given) is turned into
+With ``"default"``, the built-in through-plane model of the factor
+(``srgan-slice-x{s}-psnr``) is the start, taken as it is; else a pretrained
+model (a built-in 1-channel model, or the one given) is turned into
 an ``(s, 1)`` generator by :func:`srrestore.models.surgery.through_plane_generator`.
 Where no pretrained model exists (``"default"`` with no built-in of any usable
 kind), the run starts from a randomly initialised ``srgan`` generator, and says so.
@@ -16,6 +18,7 @@ import torch
 from srrestore.errors import CheckpointError
 from srrestore.models.checkpoint import CheckpointInfo
 from srrestore.models.generator import create_generator
+from srrestore.models.registry import builtin_slice_factors, default_model_name
 from srrestore.models.surgery import through_plane_generator
 from srrestore.training.finetune import (
     FinetuneOptions,
@@ -33,6 +36,8 @@ def _load(options: FinetuneOptions, factor: int) -> PretrainedModel | None:
     tries = [replace(options, scale=None)]
     if options.model == "default":
         tries.insert(0, replace(options, scale=factor))
+        if factor in builtin_slice_factors():  # the matching through-plane built-in first
+            tries.insert(0, replace(options, model=default_model_name((factor, 1), 1), scale=factor))
     for attempt in tries:
         try:
             return load_pretrained(attempt, 1)

@@ -14,6 +14,26 @@ from srrestore.cli.options import engine_options, quiet_option
 __all__ = ["restore"]
 
 
+class SliceScale(click.ParamType):
+    """A through-plane factor: a positive integer or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif str(value).strip().lower() == "auto":
+            return "auto"
+        else:
+            try:
+                number = int(str(value))
+            except ValueError:
+                self.fail(f"{value!r} is neither a positive integer nor auto", param, ctx)
+        if number < 1:
+            self.fail(f"{number} is not a positive integer", param, ctx)
+        return number
+
+
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(path_type=Path))
@@ -21,8 +41,12 @@ __all__ = ["restore"]
               help="Built-in model name (see `srrestore models`) or a .safetensors checkpoint.")
 @click.option("--scale", "-s", type=click.IntRange(1), default=None,
               help="In-plane upscale factor [default: 4, or the model's own].")
-@click.option("--slice-scale", type=click.IntRange(1), default=None,
-              help="Through-plane factor for volumes (default: towards the in-plane spacing).")
+@click.option("--slice-scale", type=SliceScale(), default=None, metavar="N|auto",
+              help="Volumes: through-plane factor, or auto (from the header's spacings) [default: auto when the "
+                   "slices are 1.5x or more the in-plane spacing and --scale is not given].")
+@click.option("--target-spacing", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MM",
+              help="Volumes: slice spacing of the output in mm [default: the in-plane spacing, isotropic]; the "
+                   "model's output is resampled onto it when its factor does not reach it exactly.")
 @click.option("--slice-model", default=None,
               help="Volumes with both --scale and --slice-scale: model for the through-plane pass (e.g. (4, 1)).")
 @click.option("--phase", type=click.Choice(["psnr", "gan"]), default="psnr", show_default=True,
@@ -47,16 +71,19 @@ def restore(input_path: Path, output_path: Path, quiet: bool, **options: object)
     """Upscale INPUT into OUTPUT in the same format, keeping values and geometry.
 
     INPUT is an image (PNG, JPEG, TIFF), a GeoTIFF/COG, a NIfTI volume, a DICOM
-    series (folder or file) or a folder of images. Through-plane SR of a volume
-    (--slice-scale) needs a through-plane model, e.g. one that `srrestore
-    finetune SCAN` makes from the scan itself.
+    series (folder or file) or a folder of images. A volume whose slices are
+    1.5x or more its in-plane spacing is made isotropic through-plane by
+    default (built-in slice models x2 to x6; `srrestore finetune SCAN` makes
+    one for the scan itself); in-plane SR happens when --scale is given.
 
     \b
     Examples:
       srrestore restore examples/data/landsat_rgb.png out.png --scale 4
       srrestore restore scene.tif scene_x2.tif --scale 2 --cog
       srrestore restore mosaic.tif mosaic_x4.tif --nodata 0
-      srrestore restore ct_series/ ct_sr/ --slice-scale 4 --model ct_slices_x4.safetensors
+      srrestore restore thick_ct/ ct_iso/
+      srrestore restore ct_series/ ct_sr/ --slice-scale 4
+      srrestore restore mr.nii.gz mr_1mm.nii.gz --target-spacing 1
     """
     from srrestore.pipelines.restore import restore_path
 

@@ -87,5 +87,6 @@ def test_d3_dicom_affine_uses_row_then_column_pixel_spacing():
 def test_coarse_axis_finds_one_thick_axis_only():
     assert coarse_axis((0.7, 0.7, 5.0)) == 2
     assert coarse_axis((4.0, 0.5, 0.5)) == 0
-    assert coarse_axis((1.0, 1.0, 1.9)) is None
+    assert coarse_axis((1.0, 1.0, 1.9)) == 2
+    assert coarse_axis((1.0, 1.0, 1.4)) is None
     assert coarse_axis((3.0, 3.0, 3.0)) is None

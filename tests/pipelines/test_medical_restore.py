@@ -247,8 +247,10 @@ def test_restore_nifti_ct_through_plane_uses_hounsfield_units(fixtures_dir, tmp_
     assert np.abs(error).max() < 1e-4
     assert result.header.get_data_dtype() == np.int16
     # No silent choice: the report and the sidecar say which pass ran, along which axis, and why.
-    assert report.notes[0] == "through-plane x2 along axis 2 by t21 (factor from --slice-scale)"
-    assert json.loads((tmp_path / "ct_sr.json").read_text())["passes"][0]["factor_from"] == "--slice-scale"
+    assert report.notes[0] == ("through-plane x2 along axis 2 by t21 (factor from --slice-scale 2); slice profile not"
+                               " recorded by the model")
+    assert report.notes[1] == "slices along axis 2: 3 mm -> 1.5 mm (x2: x2 by the model); --slice-scale 2"
+    assert json.loads((tmp_path / "ct_sr.json").read_text())["passes"][0]["factor_from"] == "--slice-scale 2"
 
 
 def test_restore_nifti_4d_series_and_its_unsupported_options(tmp_path, models):
