@@ -27,28 +27,32 @@ from __future__ import annotations
 
 import math
 import time
+
+import numpy as np
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from srrestore.training.slice_profile import (
-    PROFILE_KINDS,
     SUPPORTED_SLICE_FACTORS,
     SliceProfile,
 )
 from srrestore.pipelines.medical.initial_model import through_plane_start
 from srrestore.pipelines.medical.pairs import TrainingScan, in_plane_images, read_scan
+from srrestore.pipelines.medical.profile_estimate import SHORTEST_SEGMENT, estimate_profile
 
 from srrestore.storage.atomic import check_output_path
+from srrestore.engine.io import valid_mask
 from srrestore.errors import ConfigError, check_choice
 from srrestore.models.discriminator import DiscriminatorConfig
 from srrestore.pipelines.options import options_for
 from srrestore.training.finetune import FinetuneOptions, FinetuneReport, finetune
 from srrestore.training.patches import FinetuneImage
 
-__all__ = ["PROFILE_TOLERANCE", "ScanFinetuneOptions", "finetune_medical"]
+__all__ = ["PROFILE_CHOICES", "PROFILE_TOLERANCE", "ScanFinetuneOptions", "finetune_medical"]
 
+PROFILE_CHOICES = ("auto", "gaussian", "box")  # --slice-profile
 PROFILE_TOLERANCE = 0.01  # relative difference of profile widths still taken as one profile
 
 
@@ -57,9 +61,10 @@ class ScanFinetuneOptions(FinetuneOptions):
     """:class:`~srrestore.training.finetune.FinetuneOptions` plus what scans read.
 
     Attributes:
-        slice_profile: ``"gaussian"`` (full width at half maximum = slice
-            thickness, as SMORE; the default when None) or ``"box"`` (an ideal
-            slab of the slice thickness).
+        slice_profile: ``"auto"`` (the default when None: estimated from the
+            scans, :mod:`srrestore.pipelines.medical.profile_estimate`),
+            ``"gaussian"`` (full width at half maximum = slice thickness, as
+            SMORE) or ``"box"`` (an ideal slab of the slice thickness).
     """
 
     slice_profile: str | None = None
@@ -88,6 +93,24 @@ def _common_profile(scans: list[TrainingScan], kind: str, factor: int) -> SliceP
         found = ", ".join(f"{scan.path.name}: {p.width:.3g} px" for scan, p in zip(scans, profiles))
         raise ConfigError(f"the inputs have different slice profiles ({found}); fine-tune them separately")
     return profiles[0]
+
+
+def _profile(scans: list[TrainingScan], images: list[FinetuneImage], kind: str, factor: int
+             ) -> tuple[SliceProfile, str]:
+    """The slice profile to train with, and where it came from: ``--slice-profile``, or estimated from the scans."""
+    if kind != "auto":
+        return _common_profile(scans, kind, factor), "--slice-profile"
+    header = _common_profile(scans, "gaussian", factor)  # the width every scan's header gives
+    thick = []
+    for scan in scans:
+        values = scan.normalization.forward(scan.stored).astype(np.float64)
+        values[~np.broadcast_to(valid_mask(scan.stored, scan.nodata), values.shape)] = np.nan
+        thick += [(channel, scan.axis) for channel in values]
+    fine = [np.where(image.valid, image.hr[0], np.nan) for image in images]
+    estimate = estimate_profile(thick, fine, factor, header.width)
+    if estimate is None:
+        return header, f"the default: too few slices to estimate the profile (at least {SHORTEST_SEGMENT} needed)"
+    return estimate.profile, estimate.describe()
 
 
 def _fitted_patch_size(options: FinetuneOptions, images: list[FinetuneImage], factor: int) -> int:
@@ -135,8 +158,7 @@ def finetune_medical(
     options = options_for(ScanFinetuneOptions, options, "NIfTI and DICOM scans")
     if slice_profile is not None:
         options = replace(options, slice_profile=slice_profile)
-    kind = check_choice("slice profile", options.slice_profile or "gaussian", PROFILE_KINDS)
-    profile_from = "--slice-profile" if options.slice_profile is not None else "the default"
+    kind = check_choice("slice profile", options.slice_profile or "auto", PROFILE_CHOICES)
     if not inputs:
         raise ConfigError("no input scan to fine-tune on")
     check_output_path(Path(output), options.overwrite, inputs)  # before reading the scans (the core checks again)
@@ -145,8 +167,8 @@ def finetune_medical(
     factor_from = "--scale" if options.scale is not None else (
         f"the header: slice spacing {scans[0].spacings[scans[0].axis]:g} mm over in-plane"
         f" {scans[0].in_plane_spacing:g} mm")
-    profile = _common_profile(scans, kind, factor)
     images = [image for scan in scans for image in in_plane_images(scan, factor)]
+    profile, profile_from = _profile(scans, images, kind, factor)
     patch_size = _fitted_patch_size(options, images, factor)
     start, initialisation = through_plane_start(options, factor)
     card = {
@@ -166,12 +188,12 @@ def finetune_medical(
     axes = ", ".join(str(scan.axis) for scan in scans)
     kind_of_model = "adversarial (GAN)" if report.phase == "gan" else "PSNR-oriented (no adversarial loss)"
     report.notes[:0] = [
-        (f"through-plane x{factor} along axis {axes} (factor from {factor_from}): {kind} slice profile"
-         f" (from {profile_from}) of {profile.width:.3g} pixels of {pixel:.3g} mm; {len(images)} in-plane"
+        (f"through-plane x{factor} along axis {axes} (factor from {factor_from}): slice profile"
+         f" {profile.describe()} of {pixel:.3g} mm ({profile_from}); {len(images)} in-plane"
          " slice images"),
         f"start: {initialisation}",
         *([f"patch size lowered from {options.patch_size} to {patch_size} to fit the slices"]
           if patch_size != options.patch_size else []),
-        f"{kind_of_model} model; restore with: srrestore restore SCAN OUT --slice-scale {factor} --model {output}",
+        f"{kind_of_model} model; restore with: srrestore restore SCAN OUT --model {output}",
     ]
     return report

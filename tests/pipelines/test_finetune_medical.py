@@ -263,15 +263,15 @@ def test_a_dicom_series_fine_tunes(fixtures_dir, start_model, tmp_path):
     folder = tmp_path / "series"
     shutil.copytree(fixtures_dir / "medical" / "ct_abdomen_j2k", folder)
     report = finetune_medical([folder], tmp_path / "ct.safetensors", tuning(start_model, steps=1))
-    assert report.scale == (2, 1) and any("slice profile (from the default) of 3 pixels of 1 mm" in n
-                                          for n in report.notes)
+    assert report.scale == (2, 1) and any("slice profile Gaussian of FWHM 3 px of 1 mm (the default: too few slices"
+                                          " to estimate the profile" in n for n in report.notes)  # 4 slices
     # No silent choice: where the factor came from, in the notes and the card.
     assert report.notes[0].startswith("through-plane x2 along axis 0 (factor from the header: slice spacing 2 mm")
     from srrestore.models.checkpoint import read_checkpoint_info
 
     recorded = read_checkpoint_info(tmp_path / "ct.safetensors").card["degradation_model"]
-    assert recorded["factor_from"].startswith("the header") and recorded["profile_from"] == "the default"
-    assert report.notes[-1].endswith("--slice-scale 2 --model " + str(tmp_path / "ct.safetensors"))
+    assert recorded["factor_from"].startswith("the header") and recorded["profile_from"].startswith("the default")
+    assert report.notes[-1].endswith("srrestore restore SCAN OUT --model " + str(tmp_path / "ct.safetensors"))
 
 
 def test_a_scan_fine_tunes_in_bf16_on_the_cpu(tmp_path, thick_t1, start_model):
