@@ -19,14 +19,15 @@ and stored as NIfTI, LPS turned into RAS):
    - cubic spline: ``scipy.ndimage.zoom(order=3, grid_mode=True)`` along ``k``
      (cell-centred, symmetric borders), rounded to the stored dtype;
    - the built-in model: ``srrestore restore --slice-scale factor`` with the
-     default model when it is usable through-plane (the built-in 1-channel
-     models are isotropic ``(s, s)``: restore refuses them, and the table says so);
-   - the built-in model made ``(factor, 1)`` as fine-tuning starts from it
-     (:func:`~srrestore.pipelines.medical.initial_model.through_plane_start`), not fine-tuned;
-   - fine-tuned: ``finetune_medical`` on the thick volume itself (box slice
-     profile, the simulation's; the ``srrestore finetune`` defaults but the
-     time budget: pixel L1 loss, PSNR-oriented), timed, then ``restore_nifti``
-     with the new model (two planes averaged);
+     default model, the built-in slice model ``srgan-slice-x{factor}-psnr``
+     (trained over a family of slice profiles, never on these volumes);
+   - the grey in-plane built-in of the factor made ``(factor, 1)`` by weight
+     surgery, as the slice models start, not trained for slices (where it exists);
+   - fine-tuned: ``finetune_medical`` on the thick volume itself (the
+     ``srrestore finetune`` defaults but the time budget: the slice profile
+     estimated from the scan, pixel L1 loss, PSNR-oriented, starting from the
+     built-in slice model), timed, then ``restore_nifti`` with the new model
+     (two planes averaged);
    - for reference only, a linear oracle: per output sub-slice, the least-squares
      filter of 9 thick slices fitted on the reference itself (the best any
      linear interpolator can do; it sees the answer);
@@ -38,20 +39,23 @@ and stored as NIfTI, LPS turned into RAS):
    MONAI's 3-D SSIM map (Gaussian window 11, sigma 1.5), averaged inside the mask.
    PSNR is computed here: MONAI's ``PSNRMetric`` has no mask.
 
-Fine-tuning runs on the CPU (``--threads``, 2 by default), ``--max-minutes`` per volume. The
+A non-integer ratio (``--ratios``, :func:`run_ratio`) is scored on the isotropic grid the default
+restore makes. Fine-tuning (``--finetune`` factors) runs on the CPU (``--threads``, 2 by default),
+``--max-minutes`` per volume. The
 data are read, never copied into the repository. Example::
 
-    python benchmarks/medical.py --max-minutes 1.5 --crop 64
+    python benchmarks/medical.py --factors 2 3 4 --finetune 4 --ratios 2.5 --max-minutes 3 --crop 64
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,12 +63,14 @@ from srrestore.domains.medical.dicom_series import open_series
 from srrestore.domains.medical.nifti import read_nifti
 from srrestore.pipelines.medical.finetune import finetune_medical
 from srrestore.pipelines.medical.restore import restore_nifti
+from srrestore.domains.medical.resample import axis_weights
 from srrestore.pipelines.medical.initial_model import through_plane_start
 from srrestore.pipelines.medical.options import VolumeOptions
 
 from srrestore.engine.normalize import to_dtype
 from srrestore.errors import SRRestoreError
 from srrestore.models.checkpoint import save_generator
+from srrestore.models.registry import WEIGHTS_DIR, default_model_name
 from srrestore.training.finetune import FinetuneOptions
 
 from results_page import add_write_docs_option, command_line, cpu_model, load_average, write_results
@@ -221,22 +227,23 @@ def restored_stored(path: Path) -> np.ndarray:
     return read_nifti(path).stored[0]
 
 
-def run_volume(path: Path, args: argparse.Namespace, folder: Path) -> list[Row]:
-    """Every method on one volume."""
+def run_volume(path: Path, args: argparse.Namespace, folder: Path, factor: int) -> list[Row]:
+    """Every method on one volume at one through-plane factor (fine-tuning when ``factor`` is in ``--finetune``)."""
     whole = load_reference(path)
-    scan = crop(whole, (0, 0), whole.stored.shape[:2], args.factor)
-    scan_thick, scan_affine = thick_slices(scan, args.factor)
+    scan = crop(whole, (0, 0), whole.stored.shape[:2], factor)
+    scan_thick, scan_affine = thick_slices(scan, factor)
     scan_source = folder / f"{scan.name}_thick_whole.nii.gz"
     write_nifti(scan_source, scan_thick, scan_affine, scan.slope, scan.intercept)
     starts, stops = centre_box(whole.stored.shape, args.crop, MARGIN)
-    block = crop(whole, starts, stops, args.factor)
-    thick, affine = thick_slices(block, args.factor)
+    block = crop(whole, starts, stops, factor)
+    thick, affine = thick_slices(block, factor)
     source = folder / f"{block.name}_thick.nii.gz"
     write_nifti(source, thick, affine, block.slope, block.intercept)
     inner_starts, inner_stops = centre_box(block.stored.shape, args.crop, 0)
     centre = (slice(inner_starts[0], inner_stops[0]), slice(inner_starts[1], inner_stops[1]))
     reference = block.stored[centre]
-    name = f"{block.name} {'x'.join(map(str, scan.stored.shape))} (centre {'x'.join(map(str, reference.shape))})"
+    name = (f"{block.name} {'x'.join(map(str, scan.stored.shape))} (centre {'x'.join(map(str, reference.shape))}),"
+            f" x{factor}")
     mask = body_mask(reference.astype(np.float64))
     offset, width = unit_scaling(reference.astype(np.float64), mask)
     truth = (reference - offset) / width
@@ -245,8 +252,8 @@ def run_volume(path: Path, args: argparse.Namespace, folder: Path) -> list[Row]:
         psnr, ssim = scores((stored[centre] - offset) / width, truth, mask)
         return Row(name, method, psnr, ssim, note, extra)
 
-    rows = [measured("cubic spline", cubic_spline(thick, args.factor, block.stored.dtype))]
-    options = VolumeOptions(device="cpu", progress=False, slice_scale=args.factor)
+    rows = [measured("cubic spline", cubic_spline(thick, factor, block.stored.dtype))]
+    options = VolumeOptions(device="cpu", progress=False, slice_scale=factor)
     try:
         restore_nifti(source, folder / "builtin.nii.gz", options)
         rows.append(measured("built-in (default)", restored_stored(folder / "builtin.nii.gz")))
@@ -254,28 +261,100 @@ def run_volume(path: Path, args: argparse.Namespace, folder: Path) -> list[Row]:
         rows.append(Row(name, "built-in (default)", note=f"not usable: {str(error).split(';')[0]}"))
 
     tuning = FinetuneOptions(
-        scale=args.factor, steps=args.steps, max_minutes=args.max_minutes, adversarial=False, device="cpu",
+        scale=factor, steps=args.steps, max_minutes=args.max_minutes, adversarial=False, device="cpu",
         progress=False, perceptual_weight=args.perceptual_weight, batch_size=args.batch_size,
         patch_size=args.patch_size, learning_rate=args.learning_rate, min_valid_fraction=0.95,
     )
-    start, how = through_plane_start(tuning, args.factor)
-    save_generator(folder / "start.safetensors", start.generator.eval(), phase=start.info.phase)
-    restore_nifti(source, folder / "start.nii.gz", VolumeOptions(model=str(folder / "start.safetensors"),
-                                                                  device="cpu", progress=False))
-    rows.append(measured(f"built-in {start.name} as ({args.factor}, 1), not fine-tuned",
-                         restored_stored(folder / "start.nii.gz"), how.split(":", 1)[-1].strip()))
+    grey = default_model_name(factor, 1)
+    if (WEIGHTS_DIR / f"{grey}.safetensors").is_file():
+        start, how = through_plane_start(replace(tuning, model=grey), factor)
+        save_generator(folder / "start.safetensors", start.generator.eval(), phase=start.info.phase)
+        restore_nifti(source, folder / "start.nii.gz", replace(options, model=str(folder / "start.safetensors")))
+        rows.append(measured(f"{grey} as ({factor}, 1), not trained for slices",
+                             restored_stored(folder / "start.nii.gz"), how.split(":", 1)[-1].strip()))
 
+    rows.append(measured("linear oracle (fit on the reference)", linear_oracle(thick, block.stored, factor)))
+    if factor not in args.finetune:
+        return rows
     model = folder / f"{block.name}.safetensors"
-    report = finetune_medical([scan_source], model, tuning, slice_profile="box")
+    report = finetune_medical([scan_source], model, tuning)
     start = time.perf_counter()
-    restore_nifti(source, folder / "finetuned.nii.gz", VolumeOptions(model=str(model), device="cpu", progress=False))
+    restore_nifti(source, folder / "finetuned.nii.gz", replace(options, model=str(model)))
     restore_seconds = time.perf_counter() - start
-    note = f"{report.steps} steps, start {report.pretrained}"
+    profile = next((n.split("slice profile ", 1)[1].split(" (", 1)[0] for n in report.notes if "slice profile" in n), "")
+    note = f"{report.steps} steps, start {report.pretrained}, profile {profile}"
     rows.append(measured("fine-tuned", restored_stored(folder / "finetuned.nii.gz"), note,
                          finetune_s=report.seconds, restore_s=restore_seconds,
                          patch_gain_db=report.evaluation["finetuned"]["psnr"] - report.evaluation["bicubic"]["psnr"]))
-    rows.append(measured("linear oracle (fit on the reference)", linear_oracle(thick, block.stored, args.factor)))
     return rows
+
+
+def run_ratio(path: Path, args: argparse.Namespace, folder: Path, ratio: float) -> list[Row]:
+    """A non-integer slice ratio: thick slices ``ceil(ratio)`` reference slices thick, pixels ``ratio`` times finer.
+
+    The thick scan (box of ``s = ceil(ratio)`` slices) gets in-plane pixels ``s / ratio`` times the
+    reference's slice spacing, so that ``restore`` with no option makes it isotropic: the x``s``
+    built-in, resampled from ``n * s`` onto ``m = round(n * ratio)`` slices. The truth on that grid is
+    the reference resampled the same way (what a perfect x``s`` model followed by the resampling
+    gives); cubic spline interpolates the thick slices straight onto it.
+    """
+    factor = math.ceil(ratio)
+    whole = load_reference(path)
+    starts, stops = centre_box(whole.stored.shape, args.crop, MARGIN)
+    block = crop(whole, starts, stops, factor)
+    thick, affine = thick_slices(block, factor)
+    slice_spacing = np.linalg.norm(affine[:3, 2])
+    affine[:3, :2] *= (slice_spacing / ratio) / np.linalg.norm(affine[:3, :2], axis=0)  # pixels ratio times finer
+    source = folder / f"{block.name}_ratio.nii.gz"
+    write_nifti(source, thick, affine, block.slope, block.intercept)
+    count = round(thick.shape[2] * ratio)
+    weights = axis_weights(block.stored.shape[2], count)
+    inner_starts, inner_stops = centre_box(block.stored.shape, args.crop, 0)
+    centre = (slice(inner_starts[0], inner_stops[0]), slice(inner_starts[1], inner_stops[1]))
+    truth_stored = np.tensordot(block.stored[centre].astype(np.float64), weights, axes=(2, 1))
+    mask = body_mask(truth_stored)
+    offset, width = unit_scaling(truth_stored, mask)
+    name = f"{block.name} (centre {'x'.join(map(str, truth_stored.shape))}), ratio {ratio:g}"
+
+    def measured(method: str, stored: np.ndarray, note: str = "") -> Row:
+        psnr, ssim = scores((stored[centre] - offset) / width, (truth_stored - offset) / width, mask)
+        return Row(name, method, psnr, ssim, note)
+
+    from scipy import ndimage
+
+    spline = ndimage.zoom(thick.astype(np.float64), (1, 1, count / thick.shape[2]), order=3, mode="reflect",
+                          grid_mode=True)
+    rows = [measured("cubic spline", to_dtype(spline, block.stored.dtype))]
+    report = restore_nifti(source, folder / "ratio.nii.gz", VolumeOptions(device="cpu", progress=False))
+    grid = next(note for note in report.notes if note.startswith("slices along"))
+    rows.append(measured("built-in (default, no option)", restored_stored(folder / "ratio.nii.gz"),
+                         grid.split(" (", 1)[1].split(";")[0].rstrip(")")))
+    return rows
+
+
+SPEED_SHAPE = (256, 256, 60)  # the issue's volume: x4 through-plane within 2 minutes on 2 CPU cores
+
+
+def restore_speed(path: Path, folder: Path) -> Row:
+    """Seconds of a default restore (x4 through-plane, the built-in) of a 256 x 256 x 60 int16 volume.
+
+    The volume is real CT: the centre 256 x 256 of ``path``'s slices, mirrored along the slices
+    until 60 (timing does not depend on content), with 1 mm pixels and 4 mm slices.
+    """
+    whole = load_reference(path)
+    starts, stops = centre_box(whole.stored.shape, SPEED_SHAPE[0], 0)
+    block = whole.stored[starts[0] : stops[0], starts[1] : stops[1]]
+    repeats = -(-SPEED_SHAPE[2] // block.shape[2])
+    stack = np.concatenate([block if r % 2 == 0 else block[:, :, ::-1] for r in range(repeats)], axis=2)
+    volume = np.ascontiguousarray(stack[:, :, : SPEED_SHAPE[2]])
+    source = folder / "speed.nii.gz"
+    write_nifti(source, volume, np.diag([1.0, 1.0, 4.0, 1.0]), whole.slope, whole.intercept)
+    start = time.perf_counter()
+    report = restore_nifti(source, folder / "speed_out.nii.gz", VolumeOptions(device="cpu", progress=False))
+    seconds = time.perf_counter() - start
+    shape = "x".join(map(str, volume.shape))
+    return Row(f"{whole.name} {shape} (mirrored slices)", "restore speed: default (no option)", note=(
+        f"{seconds:.0f} s for {report.notes[0].split(' (')[0]}; target <= 120 s on 2 cores"), extra={"seconds": seconds})
 
 
 def table(rows: list[Row]) -> str:
@@ -307,7 +386,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data folder (holds medical/)")
     parser.add_argument("--volumes", nargs="+", default=list(DEFAULT_VOLUMES),
                         help="paths under DATA/medical: NIfTI files or DICOM series folders")
-    parser.add_argument("--factor", type=int, default=4, choices=[2, 3, 4], help="through-plane factor")
+    parser.add_argument("--factors", type=int, nargs="*", default=[2, 3, 4], choices=[2, 3, 4, 5, 6],
+                        help="through-plane factors")
+    parser.add_argument("--finetune", type=int, nargs="*", default=[4],
+                        help="factors at which the volumes are also fine-tuned (none: no fine-tuning)")
+    parser.add_argument("--ratios", type=float, nargs="*", default=[2.5],
+                        help="non-integer slice ratios restored by default (no option) onto the isotropic grid")
     parser.add_argument("--crop", type=int, default=64, help="in-plane side of the centre crop, pixels")
     parser.add_argument("--max-minutes", type=float, default=1.5, help="fine-tuning budget per volume")
     parser.add_argument("--steps", type=int, default=1000, help="fine-tuning steps at most")
@@ -315,6 +399,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--patch-size", type=int, default=64)
     parser.add_argument("--perceptual-weight", type=float, default=0.0, help="VGG19 loss weight (0: off, the CLI's)")
     parser.add_argument("--learning-rate", type=float, default=2e-4, help="peak learning rate of fine-tuning")
+    parser.add_argument("--speed-volume", default="dicom/ct_abdomen_j2k/series",
+                        help="path under DATA/medical whose centre makes the 256 x 256 x 60 speed volume ('' : none)")
     add_write_docs_option(parser, "medical")
     parser.add_argument("--threads", type=int, default=THREADS,
                         help="torch CPU threads (1 is faster on a CPU shared with other jobs)")
@@ -336,17 +422,30 @@ def main(argv: list[str] | None = None) -> None:
             path = args.data / "medical" / volume
             work = Path(folder) / str(len(rows))
             work.mkdir()
-            try:
-                rows += run_volume(path, args, work)
-            except SRRestoreError as error:
-                rows.append(Row(volume, "-", note=f"skipped: {error}"))
+            for factor in args.factors:
+                try:
+                    (work / f"x{factor}").mkdir()
+                    rows += run_volume(path, args, work / f"x{factor}", factor)
+                except SRRestoreError as error:
+                    rows.append(Row(f"{volume}, x{factor}", "-", note=f"skipped: {error}"))
+            for ratio in args.ratios:
+                try:
+                    (work / f"ratio{ratio:g}").mkdir()
+                    rows += run_ratio(path, args, work / f"ratio{ratio:g}", ratio)
+                except SRRestoreError as error:
+                    rows.append(Row(f"{volume}, ratio {ratio:g}", "-", note=f"skipped: {error}"))
             print(table(rows), file=sys.stderr)
+        if args.speed_volume:
+            work = Path(folder) / "speed"
+            work.mkdir()
+            rows.append(restore_speed(args.data / "medical" / args.speed_volume, work))
     command = command_line(__file__, argv)
     print(table(rows))
     print(f"\nCommand: `{command}`  \nMachine: {machine(args.threads)}")
     if args.write_docs:
         body = f"{table(rows)}\n\n{PROTOCOL}"
-        title = f"Medical through-plane x{args.factor}: cubic spline, built-in, fine-tuned"
+        factors = ", ".join(f"x{f}" for f in args.factors)
+        title = f"Medical through-plane {factors} and ratios {', '.join(map(str, args.ratios))}: spline, built-in, fine-tuned"
         print(f"Page: {write_results('medical', title, body, command, machine(args.threads))}")
 
 
