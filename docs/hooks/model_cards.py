@@ -42,9 +42,13 @@ def parameter_count(model: BuiltinModel) -> int:
     return total
 
 
-def _figures(card: dict[str, Any], set_name: str) -> str:
+def _figures(card: dict[str, Any], set_name: str, scale: tuple[int, int]) -> str:
+    """The benchmark's PSNR / SSIM / detail; a through-plane model's validation (thick rows) where it has no benchmark."""
     scores = card.get("benchmark", {}).get("sets", {}).get(set_name)
-    return "-" if scores is None else f"{scores['psnr']:.2f} / {scores['ssim']:.4f} / {scores['detail']:.2f}"
+    if scores is not None:
+        return f"{scores['psnr']:.2f} / {scores['ssim']:.4f} / {scores['detail']:.2f}"
+    validation = card.get("validation", {}).get(set_name) if 1 in scale else None
+    return "-" if validation is None else f"{validation['psnr']:.2f} / {validation['ssim']:.4f} / - (thick rows)"
 
 
 def _speed(card: dict[str, Any]) -> str:
@@ -67,7 +71,8 @@ def overview(models: list[BuiltinModel]) -> str:
         lines.append(
             f"| `{model.name}` | {'x'.join(map(str, config.scale))} | {config.in_channels} | {model.info.phase} | "
             f"{parameter_count(model) / 1e6:.2f} M | {steps.get('pretrain', 0)} + {steps.get('gan', 0)} | "
-            f"{minutes:.0f} min | {_figures(card, 'Set5')} | {_figures(card, 'Set14')} | {_speed(card)} |")
+            f"{minutes:.0f} min | {_figures(card, 'Set5', config.scale)} | {_figures(card, 'Set14', config.scale)} |"
+            f" {_speed(card)} |")
     return "\n".join(lines)
 
 
@@ -79,6 +84,9 @@ def history(card: dict[str, Any]) -> str:
         if "averaged" in stage:
             notes.append("weights averaged: " + ", ".join(f"{entry['file']} x {entry['weight']}"
                                                           for entry in stage["averaged"]))
+        if "made_through_plane" in stage:
+            notes.append("made through-plane " + "x".join(map(str, stage["made_through_plane"]["scale"])) + ": "
+                         + stage["made_through_plane"]["how"])
         if "grown" in stage:
             notes.append("network grown, blocks per group "
                          + " -> ".join(map(str, stage["grown"].get("blocks_per_group", []))))

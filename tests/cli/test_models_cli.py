@@ -14,7 +14,8 @@ from srrestore.models.registry import WEIGHTS_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 
-BUILTINS = {f"srgan-{family}-x{scale}-{phase}" for family in ("rgb", "gray") for scale in (2, 4) for phase in ("psnr", "gan")}
+BUILTINS = ({f"srgan-{family}-x{scale}-{phase}" for family in ("rgb", "gray") for scale in (2, 4) for phase in ("psnr", "gan")}
+            | {f"srgan-slice-x{factor}-psnr" for factor in (2, 3, 4, 5, 6)})
 
 
 def test_models_lists_every_builtin_with_steps_time_and_figures():
@@ -39,6 +40,10 @@ def test_cards_name_data_hardware_and_license_and_the_weights_stay_small():
         assert {"description", "license", "intended_use", "hardware", "training_seconds", "steps", "data"} <= set(card)
         assert card["data"] and not any("/tmp" in source for source in card["data"])
         assert card["phase"] == entry["phase"]
+        if 1 in entry["config"]["scale"]:  # a through-plane model: its figures are the validation's (slice profiles)
+            assert set(card["validation"]) == {"Set5", "Set14"}
+            assert all(s["psnr"] > s["bicubic_psnr"] + 1.0 for s in card["validation"].values())
+            continue
         benchmark = card["benchmark"]  # benchmarks/quality.py --record-cards
         assert set(benchmark["sets"]) == {"Set5", "Set14"} and benchmark["output_mp_per_s"] > 0
         for scores in benchmark["sets"].values():
