@@ -139,6 +139,15 @@ def test_isotropic_generator_becomes_a_through_plane_one_with_the_column_average
     assert other.config.scale == (4, 1) and "randomly initialised" in how
 
 
+@pytest.mark.parametrize("factor", [2, 3, 4, 5, 6])
+def test_default_fine_tuning_starts_from_the_built_in_slice_model_of_the_factor(factor):
+    from srrestore.pipelines.medical.initial_model import through_plane_start
+
+    start, how = through_plane_start(FinetuneOptions(), factor)
+    assert start.name == f"srgan-slice-x{factor}-psnr" and start.generator.config.scale == (factor, 1)
+    assert how == f"from srgan-slice-x{factor}-psnr: taken as it is (scale ({factor}, 1))"
+
+
 def test_finetuned_model_is_through_plane_and_restores_the_scan_with_its_geometry(thick_t1, start_model, tmp_path):
     model = tmp_path / "t1_x2.safetensors"
     report = finetune_medical([thick_t1], model, tuning(start_model))
