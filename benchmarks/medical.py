@@ -422,18 +422,13 @@ def main(argv: list[str] | None = None) -> None:
             path = args.data / "medical" / volume
             work = Path(folder) / str(len(rows))
             work.mkdir()
-            for factor in args.factors:
+            jobs = [(f"x{f}", run_volume, f) for f in args.factors] + [(f"ratio {r:g}", run_ratio, r) for r in args.ratios]
+            for label, run, value in jobs:
+                (work / label).mkdir()
                 try:
-                    (work / f"x{factor}").mkdir()
-                    rows += run_volume(path, args, work / f"x{factor}", factor)
+                    rows += run(path, args, work / label, value)  # type: ignore[operator]
                 except SRRestoreError as error:
-                    rows.append(Row(f"{volume}, x{factor}", "-", note=f"skipped: {error}"))
-            for ratio in args.ratios:
-                try:
-                    (work / f"ratio{ratio:g}").mkdir()
-                    rows += run_ratio(path, args, work / f"ratio{ratio:g}", ratio)
-                except SRRestoreError as error:
-                    rows.append(Row(f"{volume}, ratio {ratio:g}", "-", note=f"skipped: {error}"))
+                    rows.append(Row(f"{volume}, {label}", "-", note=f"skipped: {error}"))
             print(table(rows), file=sys.stderr)
         if args.speed_volume:
             work = Path(folder) / "speed"

@@ -208,7 +208,8 @@ def _through_plane(options: VolumeOptions, spacings: Sequence[float], axis: int,
     """The through-plane pass and its output grid; a named model is loaded first (its factor may decide)."""
     name = options.slice_model or options.model
     model = None if name == "default" else _load(name, None, options)
-    largest = max(builtin_slice_factors(options.phase) or [0]) or None if model is None else None
+    builtins = builtin_slice_factors(options.phase) if model is None else []
+    largest = max(builtins) if builtins else None
     own = max(model.spec.scale) if model is not None and min(model.spec.scale) == 1 else None
     grid = _slice_grid(options, spacings, axis, count, largest, own)
     if model is None:
