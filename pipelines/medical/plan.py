@@ -134,7 +134,7 @@ class SliceGrid:
         return self.source_spacing * self.source_count / self.count
 
     def describe(self) -> str:
-        """``"slices 3.3 mm -> 0.9985 mm (x3.3: x4 by the model, resampled from 240 to 198 slices)"``."""
+        """E.g. ``"slices along axis 2: 3.3 mm -> 1.001 mm (x3.295: x4 by the model, resampled from 244 to 201 slices); ..."``."""
         zoom = self.count / self.source_count
         how = (f"x{self.factor} by the model, resampled from {self.source_count * self.factor} to {self.count} slices"
                if self.resamples else f"x{self.factor} by the model")
