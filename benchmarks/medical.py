@@ -281,7 +281,7 @@ def run_volume(path: Path, args: argparse.Namespace, folder: Path, factor: int) 
     start = time.perf_counter()
     restore_nifti(source, folder / "finetuned.nii.gz", replace(options, model=str(model)))
     restore_seconds = time.perf_counter() - start
-    profile = next((n.split("slice profile ", 1)[1].split(" (", 1)[0] for n in report.notes if "slice profile" in n), "")
+    profile = next((n.split("slice profile ", 1)[1].split(" of ", 1)[0] for n in report.notes if "slice profile" in n), "")
     note = f"{report.steps} steps, start {report.pretrained}, profile {profile}"
     rows.append(measured("fine-tuned", restored_stored(folder / "finetuned.nii.gz"), note,
                          finetune_s=report.seconds, restore_s=restore_seconds,
@@ -307,7 +307,9 @@ def run_ratio(path: Path, args: argparse.Namespace, folder: Path, ratio: float) 
     affine[:3, :2] *= (slice_spacing / ratio) / np.linalg.norm(affine[:3, :2], axis=0)  # pixels ratio times finer
     source = folder / f"{block.name}_ratio.nii.gz"
     write_nifti(source, thick, affine, block.slope, block.intercept)
-    count = round(thick.shape[2] * ratio)
+    report = restore_nifti(source, folder / "ratio.nii.gz", VolumeOptions(device="cpu", progress=False))
+    restored = restored_stored(folder / "ratio.nii.gz")
+    count = restored.shape[2]  # round(n * ratio), as restore rounded it
     weights = axis_weights(block.stored.shape[2], count)
     inner_starts, inner_stops = centre_box(block.stored.shape, args.crop, 0)
     centre = (slice(inner_starts[0], inner_stops[0]), slice(inner_starts[1], inner_stops[1]))
@@ -325,10 +327,8 @@ def run_ratio(path: Path, args: argparse.Namespace, folder: Path, ratio: float) 
     spline = ndimage.zoom(thick.astype(np.float64), (1, 1, count / thick.shape[2]), order=3, mode="reflect",
                           grid_mode=True)
     rows = [measured("cubic spline", to_dtype(spline, block.stored.dtype))]
-    report = restore_nifti(source, folder / "ratio.nii.gz", VolumeOptions(device="cpu", progress=False))
     grid = next(note for note in report.notes if note.startswith("slices along"))
-    rows.append(measured("built-in (default, no option)", restored_stored(folder / "ratio.nii.gz"),
-                         grid.split(" (", 1)[1].split(";")[0].rstrip(")")))
+    rows.append(measured("built-in (default, no option)", restored, grid.split(" (", 1)[1].split(";")[0].rstrip(")")))
     return rows
 
 
