@@ -310,7 +310,7 @@ def run_ratio(path: Path, args: argparse.Namespace, folder: Path, ratio: float) 
     report = restore_nifti(source, folder / "ratio.nii.gz", VolumeOptions(device="cpu", progress=False))
     restored = restored_stored(folder / "ratio.nii.gz")
     count = restored.shape[2]  # round(n * ratio), as restore rounded it
-    weights = axis_weights(block.stored.shape[2], count)
+    weights = axis_weights(block.stored.shape[2], count).toarray()
     inner_starts, inner_stops = centre_box(block.stored.shape, args.crop, 0)
     centre = (slice(inner_starts[0], inner_stops[0]), slice(inner_starts[1], inner_stops[1]))
     truth_stored = np.tensordot(block.stored[centre].astype(np.float64), weights, axes=(2, 1))

@@ -4,7 +4,7 @@
 onto ``m`` samples covering the same box (cell-centred: output sample ``j``
 lies at input index ``(j + 1/2) * n / m - 1/2``), with the antialiased cubic
 kernel of MATLAB's ``imresize`` (the maintained ``resize-right`` package,
-symmetric borders), as a ``(m, n)`` matrix whose rows sum to 1. Through-plane
+symmetric borders), as a sparse ``(m, n)`` matrix whose rows sum to 1. Through-plane
 SR uses it when the wanted slice spacing is not the input's divided by an
 integer.
 
@@ -37,29 +37,43 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from srrestore.domains.medical.geometry import dicom_affine, slice_normal
 
-__all__ = ["StackResampling", "axis_weights"]
+__all__ = ["AXIS_WEIGHT_BLOCK", "StackResampling", "axis_weights"]
 
 _COINCIDE_MM = 1e-6  # a plane this close to a source slice along n takes that slice alone
 _VALID_WEIGHT = 0.5  # share of a target pixel's weight that must fall on valid source pixels
 
 
-def axis_weights(length: int, count: int) -> np.ndarray:
-    """The ``(count, length)`` float64 matrix resampling ``length`` cell-centred samples onto ``count`` (same box).
+AXIS_WEIGHT_BLOCK = 256  # input samples resampled at once while the weights are built (bounds the transient memory)
+
+
+def axis_weights(length: int, count: int) -> Any:
+    """The sparse ``(count, length)`` matrix resampling ``length`` cell-centred samples onto ``count`` (same box).
 
     Each row holds the antialiased cubic weights of one output sample (rows sum
     to 1, a few taps are negative, as cubic interpolation's are); ``count ==
-    length`` gives the identity.
+    length`` gives the identity. Built from the resampling of the identity,
+    :data:`AXIS_WEIGHT_BLOCK` columns at a time, and kept sparse (CSR, a few
+    taps per row), so that memory grows with the sample counts, not their product.
     """
     from resize_right import interp_methods, resize
+    from scipy import sparse
 
     if length < 1 or count < 1:
         raise ValueError(f"need positive sample counts, got {length} -> {count}")
-    return resize(np.eye(length), scale_factors=[count / length, 1.0], out_shape=(count, length),
-                  interp_method=interp_methods.cubic, antialiasing=True, pad_mode="symmetric")
+    blocks = []
+    for start in range(0, length, AXIS_WEIGHT_BLOCK):
+        width = min(AXIS_WEIGHT_BLOCK, length - start)
+        identity = np.zeros((length, width))
+        identity[start + np.arange(width), np.arange(width)] = 1.0
+        columns = resize(identity, scale_factors=[count / length, 1.0], out_shape=(count, width),
+                         interp_method=interp_methods.cubic, antialiasing=True, pad_mode="symmetric")
+        blocks.append(sparse.csc_matrix(np.where(np.abs(columns) > 1e-15, columns, 0.0)))
+    return sparse.hstack(blocks).tocsr()
 
 
 @dataclass(frozen=True)

@@ -120,13 +120,13 @@ def _resample_slices(values: np.ndarray, writer: Writer, axis: int, count: int, 
     out_shape = list(values.shape[1:])
     out_shape[axis] = count
     for start in range(0, count, step):
-        rows = weights[start : start + step]
-        used = np.flatnonzero(np.any(rows != 0, axis=0))
-        low, high = int(used[0]), int(used[-1]) + 1
+        taps = weights[start : start + step]
+        low, high = int(taps.indices.min()), int(taps.indices.max()) + 1
+        rows = taps[:, low:high].toarray()  # (slab, used inputs): a few taps per output
         block = np.take(values, np.arange(low, high), axis=1 + axis).astype(np.float64)
         valid = ~np.isnan(block) if nodata is None else ~(np.isnan(block) | (block == nodata))
         total, share = (
-            np.moveaxis(np.tensordot(rows[:, low:high], part, axes=(1, 1 + axis)), 0, 1 + axis)
+            np.moveaxis(np.tensordot(rows, part, axes=(1, 1 + axis)), 0, 1 + axis)
             for part in (np.where(valid, block, 0.0), valid.astype(np.float64))
         )
         keep = share >= RESAMPLED_VALID_SHARE
