@@ -30,6 +30,7 @@ __all__ = [
     "slice_positions",
     "COARSE_RATIO",
     "coarse_axis",
+    "in_plane_spacing",
 ]
 
 
@@ -125,6 +126,11 @@ def slice_positions(affine: np.ndarray, count: int) -> np.ndarray:
 
 
 COARSE_RATIO = 1.5  # slice spacing over in-plane spacing from which a volume's slices count as thick
+
+
+def in_plane_spacing(spacings: Sequence[float], axis: int) -> float:
+    """The coarser voxel size of the two axes other than ``axis``, mm: the fine grid thick slices are compared with."""
+    return max(float(s) for a, s in enumerate(spacings) if a != axis)
 
 
 def coarse_axis(spacings: Sequence[float], ratio: float = COARSE_RATIO) -> int | None:

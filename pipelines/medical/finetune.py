@@ -43,7 +43,6 @@ from srrestore.pipelines.medical.pairs import TrainingScan, in_plane_images, rea
 from srrestore.pipelines.medical.profile_estimate import SHORTEST_SEGMENT, estimate_profile
 
 from srrestore.storage.atomic import check_output_path
-from srrestore.engine.io import valid_mask
 from srrestore.errors import ConfigError, check_choice
 from srrestore.models.discriminator import DiscriminatorConfig
 from srrestore.pipelines.options import options_for
@@ -101,11 +100,7 @@ def _profile(scans: list[TrainingScan], images: list[FinetuneImage], kind: str, 
     if kind != "auto":
         return _common_profile(scans, kind, factor), "--slice-profile"
     header = _common_profile(scans, "gaussian", factor)  # the width every scan's header gives
-    thick = []
-    for scan in scans:
-        values = scan.normalization.forward(scan.stored).astype(np.float64)
-        values[~np.broadcast_to(valid_mask(scan.stored, scan.nodata), values.shape)] = np.nan
-        thick += [(channel, scan.axis) for channel in values]
+    thick = [(np.where(scan.valid, channel, np.nan), scan.axis) for scan in scans for channel in scan.normalised]
     fine = [np.where(image.valid, image.hr[0], np.nan) for image in images]
     estimate = estimate_profile(thick, fine, factor, header.width)
     if estimate is None:

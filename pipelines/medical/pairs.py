@@ -25,10 +25,11 @@ restore normalises the scan (CT Hounsfield window, else foreground percentiles).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from srrestore.domains.medical.geometry import coarse_axis
+from srrestore.domains.medical.geometry import coarse_axis, in_plane_spacing
 from srrestore.training.slice_profile import SliceProfile, slice_factor
 from srrestore.domains.medical.volume import open_volume
 from srrestore.engine.io import valid_mask
@@ -69,7 +70,17 @@ class TrainingScan:
     @property
     def in_plane_spacing(self) -> float:
         """The coarser in-plane voxel size, mm (the fine grid the slices are compared with)."""
-        return max(s for a, s in enumerate(self.spacings) if a != self.axis)
+        return in_plane_spacing(self.spacings, self.axis)
+
+    @cached_property
+    def normalised(self) -> np.ndarray:
+        """``(C, *spatial)`` float32 values normalised as restore normalises them (computed once)."""
+        return self.normalization.forward(self.stored)
+
+    @cached_property
+    def valid(self) -> np.ndarray:
+        """``(*spatial)`` bool: False on nodata and non-finite voxels (computed once)."""
+        return valid_mask(self.stored, self.nodata)
 
     @property
     def factor(self) -> int:
@@ -154,8 +165,7 @@ def in_plane_images(scan: TrainingScan, factor: int | None = None) -> list[Finet
         rows resampled if needed) and its transpose ``(1, B, A)`` (likewise),
         each with its validity mask (False on nodata and non-finite voxels).
     """
-    normalised = scan.normalization.forward(scan.stored)
-    valid = valid_mask(scan.stored, scan.nodata)
+    normalised, valid = scan.normalised, scan.valid
     first, second = (scan.spacings[a] for a in range(3) if a != scan.axis)
     ratios = [spacing / scan.resampled_spacing(spacing, factor) for spacing in (first, second)]
     images = []

@@ -35,12 +35,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from srrestore.domains.medical.geometry import coarse_axis
+from srrestore.domains.medical.geometry import coarse_axis, in_plane_spacing
 from srrestore.pipelines.medical.options import VolumeOptions
 
 from srrestore.errors import ConfigError
 from srrestore.models.registry import builtin_slice_factors
-from srrestore.training.slice_profile import RATIO_TOLERANCE, factor_for_ratio
+from srrestore.training.slice_profile import RATIO_TOLERANCE, SliceProfile, factor_for_ratio
 from srrestore.sr_model import SRModel, load_model
 
 __all__ = ["EXACT_TOLERANCE", "SRPass", "SliceGrid", "VolumePlan", "plan_volume"]
@@ -91,8 +91,9 @@ def model_slice_profile(model: SRModel) -> str:
     """The slice profile a through-plane model was trained for, as its card and recipe record it."""
     recorded = model.info.card.get("degradation_model", {}).get("slice_profile")
     if recorded:
-        share = f", {recorded['gaussian_share']:.2g} Gaussian" if "gaussian_share" in recorded else ""
-        return f"{recorded['kind']}{share} of {float(recorded['width_pixels']):.3g} px (fine-tuned for it)"
+        profile = SliceProfile(int(recorded["factor"]), float(recorded["width_pixels"]), recorded["kind"],
+                               float(recorded.get("gaussian_share", 0.5)))
+        return f"{profile.describe()} (fine-tuned for it)"
     degradation = model.info.training.get("recipe", {}).get("degradation") or {}
     if degradation.get("slice_profile") == "family":
         low, high = degradation.get("slice_thickness", (1.0, 1.0))
@@ -160,7 +161,7 @@ def _slice_grid(options: VolumeOptions, spacings: Sequence[float], axis: int, co
     interpolated onto the target spacing (and the origin says so).
     """
     spacing = float(spacings[axis])
-    in_plane = max(float(s) for a, s in enumerate(spacings) if a != axis)
+    in_plane = in_plane_spacing(spacings, axis)
     header = f"header: slice spacing {spacing:g} mm, in-plane {in_plane:g} mm"
     target_from = (f"--target-spacing {options.target_spacing:g} mm" if options.target_spacing is not None
                    else "the in-plane spacing (isotropic)")

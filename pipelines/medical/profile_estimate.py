@@ -42,11 +42,6 @@ SHORTEST_SEGMENT = 6
 MOST_IMAGES = 96  # in-plane images simulated (evenly picked), which bounds the time on large scans
 
 
-def _candidate(factor: int, width: float, share: float) -> SliceProfile:
-    kind = "box" if share == 0 else "gaussian" if share == 1 else "mixed"
-    return SliceProfile(factor, width, kind, share if kind == "mixed" else 0.5)
-
-
 def segment_power(values: np.ndarray, axis: int, length: int) -> tuple[np.ndarray, int]:
     """Summed power spectrum of the Hann-windowed, mean-removed segments of ``length`` samples along ``axis``.
 
@@ -120,7 +115,7 @@ def estimate_profile(
     observed = np.log(observed / observed.sum())
     distances = []
     for share in CANDIDATE_SHARES:
-        profile = _candidate(factor, width, share)
+        profile = SliceProfile.with_share(factor, width, share)
         simulated = np.zeros(length // 2)
         for image in picked:
             rows = image.shape[0] - image.shape[0] % factor
@@ -129,4 +124,4 @@ def estimate_profile(
             return None
         distances.append((share, float(np.mean((np.log(simulated / simulated.sum()) - observed) ** 2))))
     best = min(distances, key=lambda item: item[1])[0]
-    return ProfileEstimate(_candidate(factor, width, best), tuple(distances), length)
+    return ProfileEstimate(SliceProfile.with_share(factor, width, best), tuple(distances), length)

@@ -113,6 +113,12 @@ class SliceProfile:
         if not (isinstance(self.gaussian_share, (int, float)) and 0.0 <= self.gaussian_share <= 1.0):
             raise ConfigError(f"a mixed profile's Gaussian share must be in [0, 1], got {self.gaussian_share!r}")
 
+    @classmethod
+    def with_share(cls, factor: int, width: float, share: float) -> SliceProfile:
+        """The profile whose Gaussian weight is ``share``: a box at 0, a Gaussian at 1, a mix between."""
+        kind = "box" if share == 0 else "gaussian" if share == 1 else "mixed"
+        return cls(factor, width, kind, share if kind == "mixed" else 0.5)
+
     @property
     def share(self) -> float:
         """The Gaussian's weight: 0 for a box, 1 for a Gaussian, ``gaussian_share`` for a mix."""
