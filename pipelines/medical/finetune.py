@@ -32,7 +32,7 @@ import numpy as np
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from srrestore.training.slice_profile import (
     SUPPORTED_SLICE_FACTORS,
@@ -46,12 +46,13 @@ from srrestore.storage.atomic import check_output_path
 from srrestore.errors import ConfigError, check_choice
 from srrestore.models.discriminator import DiscriminatorConfig
 from srrestore.pipelines.options import options_for
+from srrestore.training.degradation import Degradation
 from srrestore.training.finetune import FinetuneOptions, FinetuneReport, finetune
 from srrestore.training.patches import FinetuneImage
 
 __all__ = ["PROFILE_CHOICES", "PROFILE_TOLERANCE", "ScanFinetuneOptions", "finetune_medical"]
 
-PROFILE_CHOICES = ("auto", "gaussian", "box")  # --slice-profile
+PROFILE_CHOICES = ("auto", "gaussian", "box", "family")  # --slice-profile
 PROFILE_TOLERANCE = 0.01  # relative difference of profile widths still taken as one profile
 
 
@@ -63,7 +64,10 @@ class ScanFinetuneOptions(FinetuneOptions):
         slice_profile: ``"auto"`` (the default when None: estimated from the
             scans, :mod:`srrestore.pipelines.medical.profile_estimate`),
             ``"gaussian"`` (full width at half maximum = slice thickness, as
-            SMORE) or ``"box"`` (an ideal slab of the slice thickness).
+            SMORE), ``"box"`` (an ideal slab of the slice thickness) or
+            ``"family"`` (a box, a Gaussian or a mix drawn per training image,
+            all of the slice thickness: no guess, as the built-in slice models
+            are trained; ``"auto"`` falls back to it on scans too short to estimate).
     """
 
     slice_profile: str | None = None
@@ -94,18 +98,51 @@ def _common_profile(scans: list[TrainingScan], kind: str, factor: int) -> SliceP
     return profiles[0]
 
 
-def _profile(scans: list[TrainingScan], images: list[FinetuneImage], kind: str, factor: int
-             ) -> tuple[SliceProfile, str]:
-    """The slice profile to train with, and where it came from: ``--slice-profile``, or estimated from the scans."""
-    if kind != "auto":
-        return _common_profile(scans, kind, factor), "--slice-profile"
+class TrainingProfile(NamedTuple):
+    """The slice profile fine-tuning degrades the in-plane slices with.
+
+    Attributes:
+        degradation: the fixed :class:`SliceProfile`, or a family
+            :class:`~srrestore.training.degradation.Degradation` (a box, a
+            Gaussian or a mix of the slice thickness, drawn per image).
+        description: e.g. ``"box of 4 px"``.
+        record: the card's ``slice_profile`` (``SliceProfile.to_dict()``, or
+            ``{"kind": "family", "width_pixels", "factor", "scale"}``).
+        source: where it came from (``--slice-profile``, or the estimate).
+    """
+
+    degradation: SliceProfile | Degradation
+    description: str
+    record: dict[str, Any]
+    source: str
+
+
+def _fixed(profile: SliceProfile, source: str) -> TrainingProfile:
+    return TrainingProfile(profile, profile.describe(), profile.to_dict(), source)
+
+
+def _family(header: SliceProfile, source: str) -> TrainingProfile:
+    """Every profile kind of the header's width, drawn per training image."""
+    degradation = Degradation(scale=header.scale, slice_profile="family", slice_thickness=header.width / header.factor,
+                              quantize=False, clip=False)
+    record = {"kind": "family", "width_pixels": header.width, "factor": int(header.factor), "scale": list(header.scale)}
+    return TrainingProfile(degradation, f"family (box, Gaussian or a mix per image) of {header.width:.3g} px", record,
+                           source)
+
+
+def _profile(scans: list[TrainingScan], images: list[FinetuneImage], kind: str, factor: int) -> TrainingProfile:
+    """The slice profile to train with: ``--slice-profile``'s, or estimated from the scans (the family when too short)."""
+    if kind in ("gaussian", "box"):
+        return _fixed(_common_profile(scans, kind, factor), "--slice-profile")
     header = _common_profile(scans, "gaussian", factor)  # the width every scan's header gives
+    if kind == "family":
+        return _family(header, "--slice-profile")
     thick = [(np.where(scan.valid, channel, np.nan), scan.axis) for scan in scans for channel in scan.normalised]
     fine = [np.where(image.valid, image.hr[0], np.nan) for image in images]
     estimate = estimate_profile(thick, fine, factor, header.width)
     if estimate is None:
-        return header, f"the default: too few slices to estimate the profile (at least {SHORTEST_SEGMENT} needed)"
-    return estimate.profile, estimate.describe()
+        return _family(header, f"not estimable: fewer than {SHORTEST_SEGMENT} slices, or no signal along them")
+    return _fixed(estimate.profile, estimate.describe())
 
 
 def _fitted_patch_size(options: FinetuneOptions, images: list[FinetuneImage], factor: int) -> int:
@@ -163,28 +200,28 @@ def finetune_medical(
         f"the header: slice spacing {scans[0].spacings[scans[0].axis]:g} mm over in-plane"
         f" {scans[0].in_plane_spacing:g} mm")
     images = [image for scan in scans for image in in_plane_images(scan, factor)]
-    profile, profile_from = _profile(scans, images, kind, factor)
+    profile = _profile(scans, images, kind, factor)
     patch_size = _fitted_patch_size(options, images, factor)
     start, initialisation = through_plane_start(options, factor)
     card = {
         "domain": "medical",
         "task": f"through-plane x{factor}: apply along the slice axis on both orthogonal planes, averaged",
-        "degradation_model": {"slice_profile": profile.to_dict(), "from": "header slice thickness and spacing",
-                              "factor_from": factor_from, "profile_from": profile_from},
+        "degradation_model": {"slice_profile": profile.record, "from": "header slice thickness and spacing",
+                              "factor_from": factor_from, "profile_from": profile.source},
         "training_pairs": "in-plane slices (both orientations) degraded along one axis by the slice profile",
         "normalization": {str(scan.path): scan.normalization.to_dict() for scan in scans},
         "initialisation": initialisation,
         "intended_use": "restoring the scan(s) it was fine-tuned on: srrestore restore SCAN OUT --model THIS_FILE",
     }
     run_options = replace(options, scale=factor, patch_size=patch_size)
-    report = finetune(start, images, output, run_options, profile, card, started)
+    report = finetune(start, images, output, run_options, profile.degradation, card, started)
     report.sources = list(dict.fromkeys(report.sources))
     pixel = scans[0].resampled_spacing(scans[0].in_plane_spacing, factor)
     axes = ", ".join(str(scan.axis) for scan in scans)
     kind_of_model = "adversarial (GAN)" if report.phase == "gan" else "PSNR-oriented (no adversarial loss)"
     report.notes[:0] = [
         (f"through-plane x{factor} along axis {axes} (factor from {factor_from}): slice profile"
-         f" {profile.describe()} of {pixel:.3g} mm ({profile_from}); {len(images)} in-plane"
+         f" {profile.description} of {pixel:.3g} mm ({profile.source}); {len(images)} in-plane"
          " slice images"),
         f"start: {initialisation}",
         *([f"patch size lowered from {options.patch_size} to {patch_size} to fit the slices"]

@@ -90,6 +90,9 @@ class SRPass:
 def model_slice_profile(model: SRModel) -> str:
     """The slice profile a through-plane model was trained for, as its card and recipe record it."""
     recorded = model.info.card.get("degradation_model", {}).get("slice_profile")
+    if recorded and recorded["kind"] == "family":
+        return (f"any of box, Gaussian and their mixes of {float(recorded['width_pixels']):.3g} px"
+                " (fine-tuned over the family)")
     if recorded:
         profile = SliceProfile(int(recorded["factor"]), float(recorded["width_pixels"]), recorded["kind"],
                                float(recorded.get("gaussian_share", 0.5)))

@@ -272,15 +272,30 @@ def test_a_dicom_series_fine_tunes(fixtures_dir, start_model, tmp_path):
     folder = tmp_path / "series"
     shutil.copytree(fixtures_dir / "medical" / "ct_abdomen_j2k", folder)
     report = finetune_medical([folder], tmp_path / "ct.safetensors", tuning(start_model, steps=1))
-    assert report.scale == (2, 1) and any("slice profile Gaussian of FWHM 3 px of 1 mm (the default: too few slices"
-                                          " to estimate the profile" in n for n in report.notes)  # 4 slices
+    # 4 slices: too few to estimate the profile, so no guess: the whole family of the header's width.
+    assert report.scale == (2, 1) and any("slice profile family (box, Gaussian or a mix per image) of 3 px of 1 mm"
+                                          " (not estimable: fewer than 6 slices" in n for n in report.notes)
     # No silent choice: where the factor came from, in the notes and the card.
     assert report.notes[0].startswith("through-plane x2 along axis 0 (factor from the header: slice spacing 2 mm")
     from srrestore.models.checkpoint import read_checkpoint_info
 
     recorded = read_checkpoint_info(tmp_path / "ct.safetensors").card["degradation_model"]
-    assert recorded["factor_from"].startswith("the header") and recorded["profile_from"].startswith("the default")
+    assert recorded["factor_from"].startswith("the header") and recorded["profile_from"].startswith("not estimable")
+    assert recorded["slice_profile"] == {"kind": "family", "width_pixels": pytest.approx(3.0), "factor": 2,
+                                         "scale": [2, 1]}
+    from srrestore.pipelines.medical.plan import model_slice_profile
+    from srrestore.sr_model import load_model
+
+    assert model_slice_profile(load_model(str(tmp_path / "ct.safetensors"))) == (
+        "any of box, Gaussian and their mixes of 3 px (fine-tuned over the family)")
     assert report.notes[-1].endswith("srrestore restore SCAN OUT --model " + str(tmp_path / "ct.safetensors"))
+
+
+def test_the_profile_family_is_an_explicit_choice_too(thick_t1, start_model, tmp_path):
+    output = tmp_path / "family.safetensors"
+    report = finetune_medical([thick_t1], output, tuning(start_model, steps=1), slice_profile="family")
+    assert "slice profile family (box, Gaussian or a mix per image) of 2 px of 2 mm (--slice-profile)" in report.notes[0]
+    assert read_checkpoint_info(output).card["degradation_model"]["slice_profile"]["kind"] == "family"
 
 
 def test_a_scan_fine_tunes_in_bf16_on_the_cpu(tmp_path, thick_t1, start_model):
