@@ -11,6 +11,8 @@ stage's number), each stating only what differs from the recipes it is layered o
 - ``[stage.NN]``, one per stage file: ``over``, the recipes the stage is layered over, in order:
   ``"NN"`` (a stage of this model), ``"MODEL/NN"`` (a stage of another), each with everything it is
   layered over, or a file under ``configs/builtin`` (``"_shared/srgan-base.toml"``);
+  ``data`` (optional), the stage's own training folders instead of the manifest's (``[]``: none, the
+  stage trains on its exported data alone);
   ``exported_data`` (optional), scripts that write extra training folders (``python SCRIPT FOLDER``);
   ``average_with_start`` (optional), average the trained weights with those the stage started from
   (``srrestore average``).
@@ -37,7 +39,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = PROJECT_ROOT / "configs" / "builtin"
 MANIFEST = "stages.toml"
 MANIFEST_KEYS = ("data", "validation", "threads", "start", "stage")
-STAGE_KEYS = ("over", "exported_data", "average_with_start")
+STAGE_KEYS = ("over", "data", "exported_data", "average_with_start")
 
 
 def project_path(path: Path) -> str:
@@ -259,7 +261,7 @@ class RecipeTree:
             layers += self._stage(owner, other).layers
         return Stage(
             model=model, number=number, layers=(*layers, files[number]),
-            data=tuple(manifest["data"]), validation=tuple(manifest.get("validation", ())),
+            data=tuple(entry.get("data", manifest["data"])), validation=tuple(manifest.get("validation", ())),
             threads=manifest.get("threads"),
             exported_data=tuple(entry.get("exported_data", ())),
             average_with_start=bool(entry.get("average_with_start", False)),

@@ -121,3 +121,13 @@ def test_recipe_of_a_gan_model_runs_its_psnr_models_stages_then_its_own_with_the
 def test_recipe_of_an_unknown_model_is_refused_with_a_hint():
     result = CliRunner().invoke(cli, ["models", "--recipe", "srgan-rgb-x4"])
     assert result.exit_code == 1 and "did you mean 'srgan-rgb-x4-" in result.output
+
+
+def test_a_stage_with_its_own_empty_data_trains_on_its_exported_data_alone():
+    _, commands = recipe_commands("srgan-slice-x4-psnr")
+    trains = [argv for argv in commands if argv[:2] == ["srrestore", "train"]]
+    slices = next(argv[2] for argv in commands if argv[:2] == ["python", "scripts/gray_training_slices.py"])
+    last, before = trains[-1], trains[-2]
+    assert option_values(last, "--config")[-1] == "configs/builtin/srgan-slice-x4-psnr/05-medical-slices.toml"
+    assert last[2:4] == [slices, "--config"]  # the exported slices, no photographs
+    assert before[2:4] == ["../shared/data/sr/train", slices]
