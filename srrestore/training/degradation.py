@@ -56,6 +56,7 @@ __all__ = [
 DOWNSCALE_KERNELS = ("bicubic", "area")
 NOISE_KINDS = ("none", "gaussian", "poisson")
 SLICE_PROFILES = (*PROFILE_KINDS, "family")
+SLICE_THICKNESS_LIMITS = (0.05, 10.0)  # thickness over spacing: from slices 20 times thinner than their gaps to 10-fold overlap
 BICUBIC_SUPPORT = 4  # taps of the bicubic kernel at scale 1; antialiasing widens it s times
 BLUR_TRUNCATE = 3.0  # Gaussian blur kernels reach 3 sigma
 
@@ -213,7 +214,7 @@ class Degradation:
         self.poisson_peak = _range("poisson_peak", self.poisson_peak, 1e-3, 1e9)
         if self.jpeg_quality is not None:
             self.jpeg_quality = _range("jpeg_quality", self.jpeg_quality, 1, 100)
-        self.slice_thickness = _range("slice_thickness", self.slice_thickness, 0.25, 4.0)
+        self.slice_thickness = _range("slice_thickness", self.slice_thickness, *SLICE_THICKNESS_LIMITS)
         if self.slice_profile is not None:
             self.slice_profile = check_choice("slice profile", self.slice_profile, SLICE_PROFILES)
             if self.scale[1] != 1:

@@ -291,6 +291,19 @@ def test_a_dicom_series_fine_tunes(fixtures_dir, start_model, tmp_path):
     assert report.notes[-1].endswith("srrestore restore SCAN OUT --model " + str(tmp_path / "ct.safetensors"))
 
 
+def test_a_short_series_with_gaps_between_thin_slices_fine_tunes_over_the_family(fixtures_dir, start_model, tmp_path):
+    import pydicom
+
+    folder = tmp_path / "series"
+    shutil.copytree(fixtures_dir / "medical" / "ct_abdomen_j2k", folder)
+    for path in folder.glob("CT.*"):
+        dataset = pydicom.dcmread(path)
+        dataset.SliceThickness = 0.4  # 0.4 mm slices 2 mm apart: thickness 0.2 spacings
+        dataset.save_as(path)
+    report = finetune_medical([folder], tmp_path / "gaps.safetensors", tuning(start_model, steps=1))
+    assert "slice profile family (box, Gaussian or a mix per image) of 0.4 px of 1 mm (not estimable" in report.notes[0]
+
+
 def test_the_profile_family_is_an_explicit_choice_too(thick_t1, start_model, tmp_path):
     output = tmp_path / "family.safetensors"
     report = finetune_medical([thick_t1], output, tuning(start_model, steps=1), slice_profile="family")
