@@ -430,7 +430,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="non-integer slice ratios restored by default (no option) onto the isotropic grid")
     parser.add_argument("--slice-axis", choices=["k", "i"], default="k",
                         help="k: thick slices across the file's own slices; i: across its first in-plane axis"
-                             " (the volume turned; cubic voxels only), where the reference is as sharp as in-plane")
+                             " (the volume turned; cubic voxels only), where the reference is as sharp as in-plane"
+                             " (--write-docs then writes docs/results/medical-in-plane-axis.md)")
     parser.add_argument("--crop", type=int, default=64, help="in-plane side of the centre crop, pixels")
     parser.add_argument("--max-minutes", type=float, default=1.5, help="fine-tuning budget per volume")
     parser.add_argument("--steps", type=int, default=1000, help="fine-tuning steps at most")
@@ -480,7 +481,10 @@ def main(argv: list[str] | None = None) -> None:
         body = f"{table(rows)}\n\n{PROTOCOL}"
         factors = ", ".join(f"x{f}" for f in args.factors)
         title = f"Medical through-plane {factors} and ratios {', '.join(map(str, args.ratios))}: spline, built-in, fine-tuned"
-        print(f"Page: {write_results('medical', title, body, command, machine(args.threads))}")
+        page = "medical"
+        if args.slice_axis == "i":
+            title, page = f"{title}, thick slices across an in-plane axis", "medical-in-plane-axis"
+        print(f"Page: {write_results(page, title, body, command, machine(args.threads))}")
 
 
 if __name__ == "__main__":
