@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -48,6 +49,7 @@ class DistributedContext:
             torch.cuda.set_device(device)
         if not torch.distributed.is_initialized():
             torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+            atexit.register(_leave_process_group)
         return device
 
     def barrier(self) -> None:
@@ -90,3 +92,13 @@ class DistributedContext:
                 torch.distributed.destroy_process_group()
         if failure is not None:
             raise failure
+
+
+def _leave_process_group() -> None:
+    """Destroy the process group before the interpreter exits (registered by :meth:`DistributedContext.setup`).
+
+    A Gloo group left alive at exit can abort a rank after its work is done
+    ("terminate called without an active exception"), failing a finished launch.
+    """
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
