@@ -94,9 +94,7 @@ def model_slice_profile(model: SRModel) -> str:
         return (f"any of box, Gaussian and their mixes of {float(recorded['width_pixels']):.3g} px"
                 " (fine-tuned over the family)")
     if recorded:
-        profile = SliceProfile(int(recorded["factor"]), float(recorded["width_pixels"]), recorded["kind"],
-                               float(recorded.get("gaussian_share", 0.5)))
-        return f"{profile.describe()} (fine-tuned for it)"
+        return f"{SliceProfile.from_dict(recorded).describe()} (fine-tuned for it)"
     degradation = model.info.training.get("recipe", {}).get("degradation") or {}
     if degradation.get("slice_profile") == "family":
         low, high = degradation.get("slice_thickness", (1.0, 1.0))

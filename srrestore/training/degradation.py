@@ -269,12 +269,10 @@ class Degradation:
         kind = self.slice_profile
         if kind == "family":
             kind = PROFILE_KINDS[int(rng.integers(len(PROFILE_KINDS)))]
-        share = {"box": 0.0, "gaussian": 1.0}.get(kind, 0.5)  # a fixed "mixed" is half and half
-        if self.slice_profile == "family" and kind == "mixed":
-            share = float(rng.uniform(0.0, 1.0))
+        share = float(rng.uniform(0.0, 1.0)) if self.slice_profile == "family" and kind == "mixed" else 0.5
         thickness = rng.uniform(*self.slice_thickness) if self.slice_thickness[0] != self.slice_thickness[1] else (
             self.slice_thickness[0])
-        return SliceProfile.with_share(self.scale[0], float(self.scale[0] * thickness), share)
+        return SliceProfile(self.scale[0], float(self.scale[0] * thickness), kind, share)  # a fixed "mixed" is half and half
 
     def apply(self, image: np.ndarray, rng: np.random.Generator | None = None, levels: int | None = 255) -> np.ndarray:
         """Degrade an HR image.

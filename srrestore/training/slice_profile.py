@@ -245,3 +245,8 @@ class SliceProfile:
         data = {"kind": self.kind, "width_pixels": self.width, "factor": int(self.factor), "scale": list(self.scale)}
         return data | ({"gaussian_share": float(self.gaussian_share)} if self.kind == "mixed" else {})
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SliceProfile:
+        """The profile :meth:`to_dict` recorded (a card's or sidecar's ``slice_profile``)."""
+        return cls(int(data["factor"]), float(data["width_pixels"]), data["kind"], float(data.get("gaussian_share", 0.5)))
+
