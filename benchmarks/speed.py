@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from srrestore.engine.allocator import keep_freed_memory
 from srrestore.engine.compilation import compiled
 from srrestore.models.onnx import export_onnx
 from srrestore.sr_model import SRModel, load_model
@@ -30,7 +31,9 @@ from results_page import add_write_docs_option, command_line, cpu_model, load_av
 
 
 NOTES = ("The network alone (no I/O, no tiling) on random input, after one untimed warm-up pass; output "
-         "megapixels per second, the mean of the repeats. Every row comes from the same run, so their ratios compare.")
+         "megapixels per second, the mean of the repeats. Freed memory stays in the process, as in the srrestore "
+         "command (set SRRESTORE_MALLOC=system to measure without). Every row comes from the same run, so their "
+         "ratios compare.")
 LAYOUTS = ("fp32", "channels-last", "bf16")
 """CPU variants of the eager network: float32 as it is, float32 in channels-last memory, bf16 autocast."""
 
@@ -118,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="patches per training step")
     add_write_docs_option(parser, "speed")
     args = parser.parse_args(argv)
+    keep_freed_memory()
     model = load_model(args.model)
     rows = [("", model, False, "fp32")] + ([(", compiled", model, True, "fp32")] if args.compile else [])
     if args.layouts:

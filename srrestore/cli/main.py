@@ -130,8 +130,11 @@ _add_commands()
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: stop signals become exceptions, freed tensor memory stays in the process."""
+    from srrestore.engine.allocator import keep_freed_memory
+
     handle_stop_signals()
+    keep_freed_memory()
     cli(prog_name="srrestore")
 
 

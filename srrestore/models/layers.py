@@ -54,29 +54,42 @@ class LocalChannelAttention(nn.Module):
         return self.window // 2
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        weights = torch.sigmoid(self.excite(F.relu(self.squeeze(local_mean(features, self.window)))))
-        return features * weights
+        """``(B, C, H, W) -> (B, C, H, W)``: ``features`` times per-pixel channel gates in (0, 1).
+
+        The local mean is taken after the 1x1 squeeze, on its fewer channels: the
+        squeeze is affine and the mean's weights sum to 1, so the order gives the
+        same descriptor (up to float rounding) at a quarter of the box-sum work.
+        """
+        descriptor = local_mean(self.squeeze(features), self.window)
+        return features * torch.sigmoid(self.excite(F.relu(descriptor)))
 
 
 def local_mean(features: torch.Tensor, window: int) -> torch.Tensor:
     """Mean over each pixel's ``window x window`` neighbourhood, inside the image only.
 
     Equals ``F.avg_pool2d(features, window, 1, window // 2, count_include_pad=False)``
-    (up to float rounding) but runs as two depthwise 1-D box sums, several times
-    faster on CPUs. The sums and the division run in float32 whatever the input's
-    dtype or the autocast state; the mean is returned in the input's dtype.
-    ``(B, C, H, W) -> (B, C, H, W)``.
+    (up to float rounding) but runs as two 1-D box sums of shifted views, several
+    times faster on CPUs than the pool or a depthwise convolution. The sums and
+    the division run in float32 whatever the input's dtype or the autocast state;
+    the mean is returned in the input's dtype. ``(B, C, H, W) -> (B, C, H, W)``.
     """
     radius = window // 2
     height, width = features.shape[2:]
-    channels = int(features.shape[1])  # a constant, also when traced for ONNX export (the kernel's shape)
     with _full_precision(features):
         values = _at_least_float32(features)
-        kernel = values.new_ones(channels, 1, window, 1)
-        summed = F.conv2d(F.pad(values, (0, 0, radius, radius)), kernel, groups=channels)
-        summed = F.conv2d(F.pad(summed, (radius, radius, 0, 0)), kernel.transpose(2, 3), groups=channels)
+        summed = _box_sum(_box_sum(values, radius, dim=2), radius, dim=3)
         counts = _window_counts(height, radius, values.device)[:, None] * _window_counts(width, radius, values.device)
         return (summed / counts).to(features.dtype)
+
+
+def _box_sum(values: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
+    """Sum of the ``2 * radius + 1`` values around each index along ``dim`` (2: rows, 3: columns), zeros outside."""
+    length = values.shape[dim]
+    padded = F.pad(values, (0, 0, radius, radius) if dim == 2 else (radius, radius))
+    total = padded.narrow(dim, 0, length).clone()
+    for shift in range(1, 2 * radius + 1):
+        total += padded.narrow(dim, shift, length)
+    return total
 
 
 def _window_counts(length: int, radius: int, device: torch.device) -> torch.Tensor:
@@ -152,11 +165,16 @@ class NeighbourhoodAttention(nn.Module):
         The projections run in the autocast dtype; the attention between them
         (dot products, softmax over the ``window**2`` neighbours, the weighted
         sum of values) runs in float32 and is cast back before the output projection.
+        The attention runs over strips of rows (:func:`strip_rows`), each with its
+        ``radius`` rows of neighbours, so its working set stays in the CPU's cache
+        at any image size; the strips' results are exactly those of one pass.
         """
         batch, channels, height, width = x.shape
         head_dim = channels // self.num_heads
         radius = self.window // 2
-        projected = self.qkv(x)
+        # Row-major (NCHW) whatever the caller's layout: the shifted products below
+        # run two to three times slower on channels-last views.
+        projected = self.qkv(x).contiguous()
         with _full_precision(projected):
             query, key, value = _at_least_float32(projected).chunk(3, dim=1)
             query = query.reshape(batch, self.num_heads, head_dim, height, width) * head_dim**-0.5
@@ -164,18 +182,52 @@ class NeighbourhoodAttention(nn.Module):
             # memory stays O(window^2 * heads) maps instead of O(window^2 * channels).
             key = F.pad(key, (radius,) * 4).reshape(batch, self.num_heads, head_dim, height + 2 * radius, -1)
             value = F.pad(value, (radius,) * 4).reshape(batch, self.num_heads, head_dim, height + 2 * radius, -1)
-            offsets = [(dy, dx) for dy in range(self.window) for dx in range(self.window)]
-            # (B, heads, window*window, H, W); the head_dim sum runs on flattened maps (faster on CPUs).
-            logits = torch.stack(
-                [(query * key[..., dy : dy + height, dx : dx + width]).flatten(3).sum(dim=2) for dy, dx in offsets],
-                dim=2,
-            ).view(batch, self.num_heads, len(offsets), height, width)
-            bias = self.position_bias.to(query.dtype).view(1, self.num_heads, -1, 1, 1)
-            weights = (logits + bias).softmax(dim=2)
-            attended = torch.zeros_like(query)
-            for index, (dy, dx) in enumerate(offsets):
-                attended.addcmul_(weights[:, :, index : index + 1], value[..., dy : dy + height, dx : dx + width])
+            rows = strip_rows(height, width)
+            strips = [
+                self._attend(query[..., top : top + rows, :], key[..., top : top + rows + 2 * radius, :],
+                             value[..., top : top + rows + 2 * radius, :])
+                for top in range(0, height, rows)
+            ]
+            attended = strips[0] if len(strips) == 1 else torch.cat(strips, dim=3)
         return self.proj(attended.reshape(batch, channels, height, width).to(projected.dtype))
+
+    def _attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """Attention of one strip of rows.
+
+        ``query`` ``(B, heads, head_dim, h, W)`` (already scaled); ``key`` and
+        ``value`` ``(B, heads, head_dim, h + window - 1, W + window - 1)``, the
+        strip's zero-padded neighbourhood; returns ``(B, heads, head_dim, h, W)``.
+        """
+        batch, heads, _, height, width = query.shape
+        offsets = [(dy, dx) for dy in range(self.window) for dx in range(self.window)]
+        # (B, heads, window*window, h, W); the head_dim sum runs on flattened maps (faster on CPUs).
+        logits = torch.stack(
+            [(query * key[..., dy : dy + height, dx : dx + width]).flatten(3).sum(dim=2) for dy, dx in offsets],
+            dim=2,
+        ).view(batch, heads, len(offsets), height, width)
+        bias = self.position_bias.to(query.dtype).view(1, heads, -1, 1, 1)
+        weights = (logits + bias).softmax(dim=2)
+        attended = torch.zeros_like(query)
+        for index, (dy, dx) in enumerate(offsets):
+            attended.addcmul_(weights[:, :, index : index + 1], value[..., dy : dy + height, dx : dx + width])
+        return attended
+
+
+STRIP_PIXELS = 16384
+"""Query pixels per strip of :class:`NeighbourhoodAttention`: measured on a 2-core
+AMD EPYC (1 thread, 32 channels), strips of 16k pixels ran the attention of a
+1024 px image 2.9x faster than one pass, and were no slower at 128 px."""
+
+
+def strip_rows(height: int, width: int) -> int:
+    """Rows per strip of :class:`NeighbourhoodAttention` for a ``height x width`` map.
+
+    About :data:`STRIP_PIXELS` pixels per strip, at least one row; the whole map
+    when traced (an ONNX export), whose graph must not fix the number of strips.
+    """
+    if torch.jit.is_tracing():
+        return height
+    return max(1, min(height, STRIP_PIXELS // max(width, 1)))
 
 
 class ChannelLayerNorm(nn.Module):

@@ -56,6 +56,21 @@ def test_onnx_runtime_equals_torch_on_any_size(exported, shape):
     np.testing.assert_allclose(onnx_model(lr).numpy(), expected.numpy(), atol=1e-4)
 
 
+def test_the_exported_attention_runs_in_one_strip_at_any_size(tmp_path, monkeypatch):
+    """Eager attention runs over strips of rows; the export must not fix their number.
+    Exported and run with 1-row strips in torch: ONNX Runtime equals it on a taller input."""
+    from srrestore.models import layers
+
+    monkeypatch.setattr(layers, "STRIP_PIXELS", 40)
+    torch.manual_seed(1)
+    checkpoint = save_generator(tmp_path / "tiny.safetensors", create_generator("test-tiny", in_channels=3, scale=2))
+    path = export_onnx(checkpoint, tmp_path / "tiny.onnx")
+    lr = torch.rand(1, 3, 90, 50)  # taller than the traced 64 rows
+    with torch.no_grad():
+        expected = load_model(str(checkpoint)).network(lr)
+    np.testing.assert_allclose(OnnxGenerator(path)(lr).numpy(), expected.numpy(), atol=1e-4)
+
+
 def test_restore_with_the_onnx_model_matches_torch(exported, tmp_path):
     """Through the CLI and the engine (tiles of 24 px): uint8 outputs within 1 DN, from the float
     differences above crossing a rounding boundary."""
