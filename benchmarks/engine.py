@@ -47,6 +47,7 @@ from srrestore.engine import (
     upscale_array,
     upscale_whole,
 )
+from srrestore.engine.allocator import keep_freed_memory
 from srrestore.engine.grid import split
 from srrestore.engine.padding import edge_pad
 from srrestore.models.generator import SRGenerator, create_generator
@@ -214,6 +215,7 @@ def overhead(args: argparse.Namespace) -> str:
 
 
 def child_memory(args: argparse.Namespace) -> dict[str, float]:
+    keep_freed_memory()  # as the srrestore command runs (SRRESTORE_MALLOC=system: the C library's defaults)
     network = build_network(args.memory_model, 3, args.scale)
     baseline = peak_rss_mb()
     reader = PatternReader(args.size)
