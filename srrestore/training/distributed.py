@@ -89,13 +89,14 @@ class DistributedContext:
             torch.distributed.broadcast_object_list(shared, src=0)
             failure = shared[0]
             if failure is not None:
-                torch.distributed.destroy_process_group()
+                _leave_process_group()
         if failure is not None:
             raise failure
 
 
 def _leave_process_group() -> None:
-    """Destroy the process group before the interpreter exits (registered by :meth:`DistributedContext.setup`).
+    """Destroy the process group, if one is alive: on a failed check, and before the interpreter exits
+    (registered by :meth:`DistributedContext.setup`).
 
     A Gloo group left alive at exit can abort a rank after its work is done
     ("terminate called without an active exception"), failing a finished launch.
