@@ -1,7 +1,8 @@
 """The generator's own operations compute their definitions, in any memory layout and strip count.
 
 The fast forms (neighbourhood attention over strips of rows, the channel
-attention's mean taken after its squeeze, box sums of shifted views) are checked
+attention's mean taken after its squeeze, box sums of shifted views, 1x1
+convolutions as matrix products that change the memory layout) are checked
 against plain reference forms written here from the definitions, on real photo
 features, within 1e-5 in float32 (the issue's bound; measured maxima are about
 3e-7, float rounding of sums taken in another order).
@@ -16,7 +17,7 @@ from skimage import data
 from torch.nn import functional as F
 
 from srrestore.models import layers
-from srrestore.models.layers import LocalChannelAttention, NeighbourhoodAttention, strip_rows
+from srrestore.models.layers import LocalChannelAttention, NeighbourhoodAttention, memory_format_of, pointwise, strip_rows
 
 TOLERANCE = 1e-5
 
@@ -103,3 +104,40 @@ def test_attention_trains_through_strips(attention, monkeypatch):
     monkeypatch.setattr(layers, "STRIP_PIXELS", 20)  # 2 rows per strip
     attention(features).square().sum().backward()
     assert torch.allclose(features.grad, whole, atol=TOLERANCE)
+
+
+LAYOUTS = [torch.contiguous_format, torch.channels_last]
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("wanted", LAYOUTS)
+@pytest.mark.parametrize("given", LAYOUTS)
+def test_pointwise_equals_the_convolution_in_the_wanted_layout(batch, given, wanted):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 12, 1)
+    features = torch.cat([photo_features(8, 17, 19) * (1 + index) for index in range(batch)])
+    result = pointwise(conv, features.contiguous(memory_format=given), wanted)
+    assert memory_format_of(result) == wanted
+    assert torch.allclose(result, conv(features), atol=TOLERANCE)
+
+
+def test_pointwise_trains_like_the_convolution():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 6, 1)
+    features = photo_features(8, 9, 11).contiguous(memory_format=torch.channels_last).requires_grad_()
+    gradients = []
+    for run in (lambda x: conv(x).contiguous(), lambda x: pointwise(conv, x, torch.contiguous_format)):
+        run(features).square().sum().backward()
+        gradients.append([features.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone()])
+        features.grad = conv.weight.grad = conv.bias.grad = None
+    for expected, actual in zip(*gradients):
+        assert torch.allclose(actual, expected, atol=1e-4 * expected.abs().max())
+
+
+def test_memory_format_of_names_the_layout():
+    maps = torch.zeros(2, 4, 5, 6)
+    assert memory_format_of(maps) == torch.contiguous_format
+    assert memory_format_of(maps.contiguous(memory_format=torch.channels_last)) == torch.channels_last
+    assert memory_format_of(maps.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)) == torch.channels_last
+    assert memory_format_of(torch.zeros(2, 1, 5, 6)) == torch.contiguous_format  # both layouts at once
