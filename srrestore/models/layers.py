@@ -29,7 +29,7 @@ __all__ = [
     "LocalTransformerBlock",
     "ResidualGroup",
     "PixelShuffleND",
-    "pointwise",
+    "PointwiseConv",
     "memory_format_of",
 ]
 
@@ -153,8 +153,8 @@ class NeighbourhoodAttention(nn.Module):
             raise ValueError(f"attention window must be odd, got {window}")
         self.num_heads = num_heads
         self.window = window
-        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
-        self.proj = nn.Conv2d(channels, channels, 1)
+        self.qkv = PointwiseConv(channels, 3 * channels)
+        self.proj = PointwiseConv(channels, channels)
         self.position_bias = nn.Parameter(torch.zeros(num_heads, window * window))
 
     @property
@@ -176,7 +176,7 @@ class NeighbourhoodAttention(nn.Module):
         radius = self.window // 2
         # Row-major (NCHW) whatever the caller's layout: the shifted products below
         # run two to three times slower on channels-last views.
-        projected = pointwise(self.qkv, x, torch.contiguous_format)
+        projected = self.qkv(x, torch.contiguous_format)
         with _full_precision(projected):
             query, key, value = _at_least_float32(projected).chunk(3, dim=1)
             query = query.reshape(batch, self.num_heads, head_dim, height, width) * head_dim**-0.5
@@ -192,7 +192,7 @@ class NeighbourhoodAttention(nn.Module):
             ]
             attended = strips[0] if len(strips) == 1 else torch.cat(strips, dim=3)
         attended = attended.reshape(batch, channels, height, width).to(projected.dtype)
-        return pointwise(self.proj, attended, memory_format_of(x))
+        return self.proj(attended, memory_format_of(x))
 
     def _attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """Attention of one strip of rows.
@@ -223,27 +223,37 @@ def memory_format_of(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-def pointwise(conv: nn.Conv2d, x: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
-    """``conv(x)`` for a 1x1 convolution, returned in ``memory_format`` whatever ``x``'s layout.
+class PointwiseConv(nn.Conv2d):
+    """A 1x1 convolution that returns its output in the memory layout asked for.
 
-    ``(B, C, H, W) -> (B, O, H, W)``. When the layouts differ, each image is one matrix
-    product ``(O, C) x (C, H*W)`` that reads ``x`` in its own layout and writes the
-    wanted one: on a CPU about four times faster than the convolution followed by a
-    layout copy (which strides through memory). Same values up to float rounding.
-    A trace (an ONNX export) records the convolution, whose graph takes any batch size.
+    A subclass of ``nn.Conv2d`` (same parameters and checkpoint keys), so forward
+    hooks, such as the engine's memory probe, see its output as any module's.
     """
-    if memory_format_of(x) == memory_format:
-        return conv(x)
-    if torch.jit.is_tracing():
-        return conv(x).contiguous(memory_format=memory_format)
-    batch, _, height, width = x.shape
-    weight = conv.weight.flatten(1)  # (O, C)
-    bias = conv.bias if conv.bias is not None else weight.new_zeros(weight.shape[0])
-    if memory_format == torch.channels_last:  # (H*W, C) x (C, O): pixels in rows, channels innermost
-        products = [torch.addmm(bias[None, :], image.flatten(1).t(), weight.t()) for image in x]
-        return _stack(products).view(batch, height, width, -1).permute(0, 3, 1, 2)
-    products = [torch.addmm(bias[:, None], weight, image.flatten(1)) for image in x]
-    return _stack(products).view(batch, -1, height, width)
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor, memory_format: torch.memory_format | None = None) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, O, H, W)``, in ``memory_format`` (None: as the convolution returns it).
+
+        When the layouts differ, each image is one matrix product ``(O, C) x (C, H*W)``
+        that reads ``x`` in its own layout and writes the wanted one: on a CPU about
+        four times faster than the convolution followed by a layout copy (which
+        strides through memory). Same values up to float rounding. A trace (an ONNX
+        export) records the convolution, whose graph takes any batch size.
+        """
+        if memory_format is None or memory_format_of(x) == memory_format:
+            return super().forward(x)
+        if torch.jit.is_tracing():
+            return super().forward(x).contiguous(memory_format=memory_format)
+        batch, _, height, width = x.shape
+        weight = self.weight.flatten(1)  # (O, C)
+        bias = self.bias if self.bias is not None else weight.new_zeros(weight.shape[0])
+        if memory_format == torch.channels_last:  # (H*W, C) x (C, O): pixels in rows, channels innermost
+            products = [torch.addmm(bias[None, :], image.flatten(1).t(), weight.t()) for image in x]
+            return _stack(products).view(batch, height, width, -1).permute(0, 3, 1, 2)
+        products = [torch.addmm(bias[:, None], weight, image.flatten(1)) for image in x]
+        return _stack(products).view(batch, -1, height, width)
 
 
 def _stack(images: list[torch.Tensor]) -> torch.Tensor:

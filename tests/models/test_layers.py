@@ -17,7 +17,7 @@ from skimage import data
 from torch.nn import functional as F
 
 from srrestore.models import layers
-from srrestore.models.layers import LocalChannelAttention, NeighbourhoodAttention, memory_format_of, pointwise, strip_rows
+from srrestore.models.layers import LocalChannelAttention, NeighbourhoodAttention, PointwiseConv, memory_format_of, strip_rows
 
 TOLERANCE = 1e-5
 
@@ -115,19 +115,19 @@ LAYOUTS = [torch.contiguous_format, torch.channels_last]
 @pytest.mark.parametrize("given", LAYOUTS)
 def test_pointwise_equals_the_convolution_in_the_wanted_layout(batch, given, wanted):
     torch.manual_seed(0)
-    conv = torch.nn.Conv2d(8, 12, 1)
+    conv = PointwiseConv(8, 12)
     features = torch.cat([photo_features(8, 17, 19) * (1 + index) for index in range(batch)])
-    result = pointwise(conv, features.contiguous(memory_format=given), wanted)
+    result = conv(features.contiguous(memory_format=given), wanted)
     assert memory_format_of(result) == wanted
-    assert torch.allclose(result, conv(features), atol=TOLERANCE)
+    assert torch.allclose(result, F.conv2d(features, conv.weight, conv.bias), atol=TOLERANCE)
 
 
 def test_pointwise_trains_like_the_convolution():
     torch.manual_seed(0)
-    conv = torch.nn.Conv2d(8, 6, 1)
+    conv = PointwiseConv(8, 6)
     features = photo_features(8, 9, 11).contiguous(memory_format=torch.channels_last).requires_grad_()
     gradients = []
-    for run in (lambda x: conv(x).contiguous(), lambda x: pointwise(conv, x, torch.contiguous_format)):
+    for run in (lambda x: conv(x).contiguous(), lambda x: conv(x, torch.contiguous_format)):
         run(features).square().sum().backward()
         gradients.append([features.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone()])
         features.grad = conv.weight.grad = conv.bias.grad = None
@@ -141,3 +141,12 @@ def test_memory_format_of_names_the_layout():
     assert memory_format_of(maps.contiguous(memory_format=torch.channels_last)) == torch.channels_last
     assert memory_format_of(maps.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)) == torch.channels_last
     assert memory_format_of(torch.zeros(2, 1, 5, 6)) == torch.contiguous_format  # both layouts at once
+
+
+def test_pointwise_outputs_reach_forward_hooks(attention):
+    """The engine's CPU memory probe sizes tiles from the module outputs its hooks see."""
+    seen = []
+    for module in (attention.qkv, attention.proj):
+        module.register_forward_hook(lambda _module, _inputs, output: seen.append(tuple(output.shape)))
+    attention(photo_features(8, 6, 7).contiguous(memory_format=torch.channels_last))
+    assert seen == [(1, 24, 6, 7), (1, 8, 6, 7)]
