@@ -354,14 +354,17 @@ def auto_tile_and_batch(
     device: torch.device,
     tile_size: int | None,
     batch_size: int | None,
+    pad_edges: bool = False,
 ) -> tuple[int, int]:
     """Pick the tile side and the batch size that fit ``budget``.
 
-    The tile is the largest multiple of ``lcm(16, multiple)`` (at most
-    :data:`MAX_AUTO_TILE`) whose padded window fits, then evened out so the
-    image's longest side splits into equal tiles (512 px with a 352 px limit
-    gives two 256 px tiles, not 352 + 160); the batch then fills the budget
-    with windows (at most 1 on CPU, where batching does not speed up).
+    An image whose window fits the budget whole is one tile: without
+    ``pad_edges`` that window is the image itself, with no halo to compute
+    (windows stop at the image's edges). Otherwise the tile is the largest multiple of ``lcm(16, multiple)``
+    (at most :data:`MAX_AUTO_TILE`) whose padded window fits, then evened out
+    so the image's longest side splits into equal tiles (512 px with a 352 px
+    limit gives two 256 px tiles, not 352 + 160). The batch then fills the
+    budget with windows (at most 1 on CPU, where batching does not speed up).
 
     Args:
         bytes_per_pixel: from :func:`forward_bytes_per_pixel`.
@@ -371,6 +374,7 @@ def auto_tile_and_batch(
         multiple: the network's ``size_multiple``.
         device: where it runs.
         tile_size, batch_size: values the user fixed (kept), or None.
+        pad_edges: windows reach past the image's edges by the halo (:class:`~srrestore.engine.grid.Layout`).
 
     Returns:
         ``(tile_size, batch_size)``.
@@ -379,10 +383,14 @@ def auto_tile_and_batch(
     pixels = budget / max(bytes_per_pixel, 1.0)
     if tile_size is None:
         step = TILE_ALIGNMENT * multiple // math.gcd(TILE_ALIGNMENT, multiple)
-        side = int(pixels ** (1.0 / ndim)) - 2 * halo
-        largest = max(step, min(MAX_AUTO_TILE, side) // step * step)
-        count = -(-max(extent) // largest)  # tiles per side; then balance them
-        tile_size = -(-(-(-max(extent) // count)) // step) * step
+        whole = math.prod(n + 2 * halo if pad_edges else n for n in extent)
+        if whole <= pixels and max(extent) <= MAX_AUTO_TILE:
+            tile_size = -(-max(extent) // step) * step
+        else:
+            side = int(pixels ** (1.0 / ndim)) - 2 * halo
+            largest = max(step, min(MAX_AUTO_TILE, side) // step * step)
+            count = -(-max(extent) // largest)  # tiles per side; then balance them
+            tile_size = -(-(-(-max(extent) // count)) // step) * step
     if batch_size is None:
         window = math.prod(min(tile_size, n) + 2 * halo for n in extent)
         limit = MAX_AUTO_BATCH.get(device.type, MAX_AUTO_BATCH["default"])

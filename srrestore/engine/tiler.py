@@ -214,7 +214,7 @@ class TiledUpscaler:
         budget = free_memory(plan.device) // self.options.concurrent_runs
         return auto_tile_and_batch(
             per_pixel, budget, self.halo, layout.net_extent, layout.multiple, plan.device,
-            self.options.tile_size, self.options.batch_size,
+            self.options.tile_size, self.options.batch_size, layout.pad_edges,
         )
 
     def run(self, reader: Reader, writer: Writer, region: Region | None = None) -> UpscaleReport:

@@ -58,6 +58,17 @@ def test_automatic_sizes_follow_the_budget():
     assert small[0] % 16 == 0 and large[0] % 16 == 0 and small[0] < large[0] <= 1024
     assert (small[0] + 28) ** 2 * 1000 <= 64 << 20 and small[1] == large[1] == 1
     assert auto_tile_and_batch(1000.0, 1 << 30, 14, (100, 90), 1, cpu, None, None)[0] == 112
+
+
+def test_an_image_that_fits_the_budget_is_one_tile_without_halo():
+    """4000 B per pixel in 1 GiB: 268k pixels. A 500 x 480 image (240k) runs as one window, the image
+    itself; with padded edges its window (596 x 576) no longer fits, and neither does a 600 x 600 image:
+    both split into tiles whose padded windows fit."""
+    cpu, budget = torch.device("cpu"), 1 << 30
+    assert auto_tile_and_batch(4000.0, budget, 48, (500, 480), 1, cpu, None, None) == (512, 1)
+    for extent, pad_edges in (((500, 480), True), ((600, 600), False)):
+        tile, _ = auto_tile_and_batch(4000.0, budget, 48, extent, 1, cpu, None, None, pad_edges)
+        assert tile < max(extent) and (tile + 96) ** 2 * 4000 <= budget
     gpu = torch.device("cuda", 0)
     tile, batch = auto_tile_and_batch(1000.0, 8 << 30, 14, (5000, 5000), 1, gpu, 256, None)
     assert tile == 256 and batch == 16
