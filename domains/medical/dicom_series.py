@@ -42,11 +42,16 @@ _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 
 def sniff_dicom(path: Path) -> bool:
     """A DICOM file (``DICM`` preamble), or a folder holding at least one."""
-    from pydicom.misc import is_dicom as has_preamble
-
     if path.is_dir():
-        return any(p.is_file() and has_preamble(p) for p in path.iterdir())
-    return path.is_file() and has_preamble(path)
+        return any(p.is_file() and _has_preamble(p) for p in path.iterdir())
+    return path.is_file() and _has_preamble(path)
+
+
+def _has_preamble(path: Path) -> bool:
+    """``DICM`` after the 128-byte preamble: the test of ``pydicom.misc.is_dicom``, without importing
+    pydicom (0.2 s) for every input that is not DICOM."""
+    with path.open("rb") as stream:
+        return stream.read(132)[128:] == b"DICM"
 
 
 def read_header(path: Path) -> Any:
