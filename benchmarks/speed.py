@@ -6,16 +6,22 @@ network compiled by ``torch.compile`` (as ``srrestore restore --compile`` runs
 it; the compilation is not timed); ``--onnx`` the network exported to ONNX and run
 by ONNX Runtime (as ``srrestore restore --model m.onnx`` runs it; the export is
 not timed); ``--layouts`` the eager network in channels-last memory and under
-bf16 autocast. Every row is measured in the same run, so their ratios compare.
-Usage::
+bf16 autocast; ``--competing-jobs N`` the default CPU path beside N busy processes
+(a competing job) at one thread, at every core and at the automatic thread count
+(``srrestore.engine.threads``). Every row is measured in the same run, so their
+ratios compare. Usage::
 
     python benchmarks/speed.py --model srgan-rgb-x4-psnr --size 128 --threads 1 2 --compile --onnx --layouts
+    python benchmarks/speed.py --competing-jobs 1
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +30,7 @@ import torch
 
 from srrestore.engine.allocator import keep_freed_memory
 from srrestore.engine.compilation import compiled
+from srrestore.engine.threads import auto_threads, available_cores
 from srrestore.models.onnx import export_onnx
 from srrestore.sr_model import SRModel, load_model
 
@@ -33,7 +40,9 @@ from results_page import add_write_docs_option, command_line, cpu_model, load_av
 NOTES = ("The network alone (no I/O, no tiling) on random input, after one untimed warm-up pass; output "
          "megapixels per second, the mean of the repeats. Freed memory stays in the process, as in the srrestore "
          "command (set SRRESTORE_MALLOC=system to measure without). Every row comes from the same run, so their "
-         "ratios compare.")
+         "ratios compare. Rows beside busy processes run the default CPU path (channels-last) while that many "
+         "processes each keep a core busy; the automatic thread count is the one the srrestore command picks then "
+         "(the cores this process may use minus the load average).")
 LAYOUTS = ("fp32", "channels-last", "bf16")
 """CPU variants of the eager network: float32 as it is, float32 in channels-last memory, bf16 autocast."""
 
@@ -94,6 +103,33 @@ def measure_training_step(model: SRModel, patch: int, batch_size: int, threads: 
     return batch_size * repeats / (time.perf_counter() - start)
 
 
+def beside_competing_jobs(model: SRModel, jobs: int, size: int, repeats: int) -> list[str]:
+    """Table lines: the default CPU path (channels-last) beside ``jobs`` busy processes, at one
+    thread, at every core this process may use, and at the automatic count (:func:`auto_threads`).
+
+    The automatic count reads the 1-minute load average, so the measurement waits (up to two
+    minutes) until the average shows the busy processes.
+    """
+    cores = available_cores()
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(jobs)]
+    try:
+        deadline = time.monotonic() + 120
+        while os.getloadavg()[0] < jobs - 0.3 and time.monotonic() < deadline:
+            time.sleep(5)
+        load, automatic = os.getloadavg()[0], auto_threads()
+        lines = ["", "| model | input | beside | threads | output MP/s |", "|---|---|---|---|---|"]
+        print("\n".join(lines))
+        for threads, how in ((1, "one"), (cores, "every core"), (automatic, f"automatic, load {load:.1f}")):
+            rate = measure(model, size, threads, repeats, layout="channels-last")
+            lines.append(f"| {model.name} | {size}x{size} | {jobs} busy process(es) | {threads} ({how}) | {rate:.2f} |")
+            print(lines[-1])
+        return lines
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+
+
 def cpu_line() -> str:
     """The CPU model and the flags that decide the fast paths (oneDNN uses AMX or AVX512-BF16 for bf16)."""
     try:
@@ -119,6 +155,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="also measure one training step (forward, L1, backward, Adam) per layout")
     parser.add_argument("--patch", type=int, default=64, help="HR patch side of the training step")
     parser.add_argument("--batch-size", type=int, default=4, help="patches per training step")
+    parser.add_argument("--competing-jobs", type=int, default=0, metavar="N",
+                        help="also measure the default CPU path beside N busy processes: one thread, every core, "
+                             "and the automatic count")
     add_write_docs_option(parser, "speed")
     args = parser.parse_args(argv)
     keep_freed_memory()
@@ -148,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
                                 f"{rate:.2f} |")
                 print(training[-1])
         lines += training
+    if args.competing_jobs:
+        lines += beside_competing_jobs(model, args.competing_jobs, args.size, args.repeats)
     command = command_line(__file__, argv)
     machine = f"{cpu_line()}, torch {torch.__version__}, {load_average()}"
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
