@@ -36,7 +36,7 @@ DATA = REPOSITORY.parent / "shared" / "data"
 REFERENCE = "886de2f^"
 MODELS = ("srgan-rgb-x4-psnr", "srgan-gray-x2-psnr")
 RESTORES = (
-    # (name, input, the command's options): the issue's examples, on the shared data
+    # (name, input, the command's options, output suffix): the issue's examples, on the shared data
     ("Set14 baboon (500 x 480 RGB), x4", DATA / "sr" / "val" / "Set14" / "baboon.png", ("--scale", "4"), ".png"),
     ("one 512 x 512 CT slice (DICOM), x2", DATA / "medical" / "dicom" / "ct_abdomen_j2k" / "series", ("--scale", "2"),
      ""),
@@ -48,7 +48,11 @@ NOTES = ("Reference: the code at the commit named, as it ran then (fp32 eager, r
 
 
 def child_network(model: str, size: int, threads: int, repeats: int, current: bool) -> dict[str, float]:
-    """Output MP/s of one built-in network, in the code found first on ``sys.path``."""
+    """Output MP/s of one built-in network, in the code found first on ``sys.path``.
+
+    Not ``speed.py``'s ``measure``: this child runs the reference code too, so it uses only the
+    functions both codes have (``resolve_checkpoint``, ``load_generator``).
+    """
     import torch
 
     from srrestore.models.checkpoint import load_generator

@@ -360,11 +360,12 @@ def auto_tile_and_batch(
 
     An image whose window fits the budget whole is one tile: without
     ``pad_edges`` that window is the image itself, with no halo to compute
-    (windows stop at the image's edges). Otherwise the tile is the largest multiple of ``lcm(16, multiple)``
-    (at most :data:`MAX_AUTO_TILE`) whose padded window fits, then evened out
-    so the image's longest side splits into equal tiles (512 px with a 352 px
-    limit gives two 256 px tiles, not 352 + 160). The batch then fills the
-    budget with windows (at most 1 on CPU, where batching does not speed up).
+    (windows stop at the image's edges). Otherwise the tile is the largest
+    multiple of ``lcm(16, multiple)`` (at most :data:`MAX_AUTO_TILE`) whose
+    padded window fits, then evened out so the image's longest side splits
+    into equal tiles (512 px with a 352 px limit gives two 256 px tiles, not
+    352 + 160). The batch then fills the budget with windows (at most 1 on
+    CPU, where batching does not speed up).
 
     Args:
         bytes_per_pixel: from :func:`forward_bytes_per_pixel`.
