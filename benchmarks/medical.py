@@ -1,7 +1,11 @@
 """Through-plane super-resolution of CT and MR volumes: cubic spline, the built-in model, self-supervised fine-tuning.
 
 Protocol, per volume of ``DATA/medical`` (NIfTI files; DICOM series are read
-and stored as NIfTI, LPS turned into RAS):
+and stored as NIfTI, LPS turned into RAS) or given from the project root. The
+shared data's only volume as sharp across its slices as within them is a 2 mm
+T1 of 33 x 41 x 25 voxels; ``scripts/fetch_thin_t1.py`` fetches a 1 mm one (the
+ICBM 152 T1 template, held out of every built-in's training) for
+``--volumes runs/data/mni152_t1_1mm.nii.gz``:
 
 1. the real thin-slice volume, cut along the slice axis ``k`` to a multiple
    of the factor, is the reference (``--slice-axis i``: the volume turned so
@@ -421,7 +425,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data folder (holds medical/)")
     parser.add_argument("--volumes", nargs="+", default=list(DEFAULT_VOLUMES),
-                        help="paths under DATA/medical: NIfTI files or DICOM series folders")
+                        help="NIfTI files or DICOM series folders: paths under DATA/medical, or from the project root"
+                             " (scripts/fetch_thin_t1.py writes a 1 mm T1 to runs/data/mni152_t1_1mm.nii.gz)")
     parser.add_argument("--factors", type=int, nargs="*", default=[2, 3, 4], choices=[2, 3, 4, 5, 6],
                         help="through-plane factors")
     parser.add_argument("--finetune", type=int, nargs="*", default=[4],
@@ -442,13 +447,21 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--speed-volume", default="dicom/ct_abdomen_j2k/series",
                         help="path under DATA/medical whose centre makes the 256 x 256 x 60 speed volume ('' : none)")
     add_write_docs_option(parser, "medical")
+    parser.add_argument("--page", help="with --write-docs: write docs/results/PAGE.md instead (another set of volumes)")
+    parser.add_argument("--page-title", help="with --page: what the page's title adds (default: PAGE)")
     parser.add_argument("--threads", type=int, default=THREADS,
                         help="torch CPU threads (1 is faster on a CPU shared with other jobs)")
     args = parser.parse_args(argv)
-    missing = [v for v in args.volumes if not (args.data / "medical" / v).exists()]
+    missing = [v for v in args.volumes if not volume_path(args.data, v).exists()]
     if missing:
-        parser.error(f"not found under {args.data / 'medical'}: {', '.join(missing)}")
+        parser.error(f"not found under {args.data / 'medical'} nor the project root: {', '.join(missing)}")
     return args
+
+
+def volume_path(data: Path, volume: str) -> Path:
+    """``volume`` under ``data/medical``, else as given (relative to the project root: ``runs/data/...``)."""
+    shared = data / "medical" / volume
+    return shared if shared.exists() else Path(volume)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -459,7 +472,7 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="srrestore-medical-") as folder:
         for volume in args.volumes:
-            path = args.data / "medical" / volume
+            path = volume_path(args.data, volume)
             work = Path(folder) / str(len(rows))
             work.mkdir()
             jobs = [(f"x{f}", run_volume, f) for f in args.factors] + [(f"ratio {r:g}", run_ratio, r) for r in args.ratios]
@@ -484,6 +497,8 @@ def main(argv: list[str] | None = None) -> None:
         page = "medical"
         if args.slice_axis == "i":
             title, page = f"{title}, thick slices across an in-plane axis", "medical-in-plane-axis"
+        if args.page:
+            title, page = f"{title}: {args.page_title or args.page}", args.page
         print(f"Page: {write_results(page, title, body, command, machine(args.threads))}")
 
 
