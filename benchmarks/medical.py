@@ -13,9 +13,10 @@ ICBM 152 T1 template, held out of every built-in's training) for
    slices, whose own ``k`` is blurred; each spline row notes the reference's
    sharpness across its slices, :func:`sharpness_ratio`);
 2. thick slices are simulated with a box profile: each group of ``factor``
-   slices is averaged (stored values, rounded back to the stored dtype) and
-   written as a NIfTI whose affine covers the same box (slice spacing and
-   thickness ``factor`` times the reference's);
+   slices is averaged (``--thick-profile gaussian``: the slices weighed by a
+   Gaussian of FWHM ``factor`` slices), stored values rounded back to the
+   stored dtype, and written as a NIfTI whose affine covers the same box
+   (slice spacing and thickness ``factor`` times the reference's);
 3. methods restore ``factor`` slices per thick slice. Fine-tuning sees the
    whole thick scan, as a user's run would; to bound the CPU time, the
    methods restore a centre block of the thick scan, ``--crop`` pixels
@@ -79,6 +80,7 @@ from srrestore.errors import SRRestoreError
 from srrestore.models.checkpoint import save_generator
 from srrestore.models.registry import WEIGHTS_DIR, default_model_name
 from srrestore.training.finetune import FinetuneOptions
+from srrestore.training.slice_profile import SliceProfile
 
 from results_page import add_write_docs_option, command_line, cpu_model, load_average, write_results
 
@@ -186,10 +188,17 @@ def centre_box(shape: tuple[int, ...], size: int, margin: int) -> tuple[tuple[in
     return (starts[0], starts[1]), (stops[0], stops[1])
 
 
-def thick_slices(reference: Reference, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Box-profile thick slices: ``(stored (i, j, k / factor), affine)`` covering the same box."""
-    i, j, k = reference.stored.shape
-    mean = reference.stored.astype(np.float64).reshape(i, j, k // factor, factor).mean(axis=3)
+def thick_slices(reference: Reference, factor: int, profile: str = "box") -> tuple[np.ndarray, np.ndarray]:
+    """Thick slices: ``(stored (i, j, k / factor), affine)`` covering the same box.
+
+    ``profile`` ``box`` averages each group of ``factor`` slices; ``gaussian`` weighs the slices by a
+    Gaussian of FWHM ``factor`` slices centred on each group (symmetric at the ends).
+    """
+    if profile == "box":
+        i, j, k = reference.stored.shape
+        mean = reference.stored.astype(np.float64).reshape(i, j, k // factor, factor).mean(axis=3)
+    else:
+        mean = SliceProfile(factor, float(factor), profile).degrade(reference.stored, axis=2)
     affine = reference.affine.copy()
     affine[:3, 2] = reference.affine[:3, 2] * factor
     affine[:3, 3] = reference.affine[:3, 3] + reference.affine[:3, 2] * (factor - 1) / 2
@@ -270,12 +279,12 @@ def run_volume(path: Path, args: argparse.Namespace, folder: Path, factor: int) 
     if args.slice_axis == "i":
         whole = turned(whole)
     scan = crop(whole, (0, 0), whole.stored.shape[:2], factor)
-    scan_thick, scan_affine = thick_slices(scan, factor)
+    scan_thick, scan_affine = thick_slices(scan, factor, args.thick_profile)
     scan_source = folder / f"{scan.name}_thick_whole.nii.gz"
     write_nifti(scan_source, scan_thick, scan_affine, scan.slope, scan.intercept)
     starts, stops = centre_box(whole.stored.shape, args.crop, MARGIN)
     block = crop(whole, starts, stops, factor)
-    thick, affine = thick_slices(block, factor)
+    thick, affine = thick_slices(block, factor, args.thick_profile)
     source = folder / f"{block.name}_thick.nii.gz"
     write_nifti(source, thick, affine, block.slope, block.intercept)
     inner_starts, inner_stops = centre_box(block.stored.shape, args.crop, 0)
@@ -317,7 +326,7 @@ def run_volume(path: Path, args: argparse.Namespace, folder: Path, factor: int) 
     if factor not in args.finetune:
         return rows
     model = folder / f"{block.name}.safetensors"
-    report = finetune_medical([scan_source], model, tuning)
+    report = finetune_medical([scan_source], model, tuning, slice_profile=args.slice_profile)
     start = time.perf_counter()
     restore_nifti(source, folder / "finetuned.nii.gz", replace(options, model=str(model)))
     restore_seconds = time.perf_counter() - start
@@ -342,7 +351,7 @@ def run_ratio(path: Path, args: argparse.Namespace, folder: Path, ratio: float) 
     whole = load_reference(path)
     starts, stops = centre_box(whole.stored.shape, args.crop, MARGIN)
     block = crop(whole, starts, stops, factor)
-    thick, affine = thick_slices(block, factor)
+    thick, affine = thick_slices(block, factor, args.thick_profile)
     slice_spacing = np.linalg.norm(affine[:3, 2])
     affine[:3, :2] *= (slice_spacing / ratio) / np.linalg.norm(affine[:3, :2], axis=0)  # pixels ratio times finer
     source = folder / f"{block.name}_ratio.nii.gz"
@@ -437,6 +446,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="k: thick slices across the file's own slices; i: across its first in-plane axis"
                              " (the volume turned; cubic voxels only), where the reference is as sharp as in-plane"
                              " (--write-docs then writes docs/results/medical-in-plane-axis.md)")
+    parser.add_argument("--thick-profile", choices=["box", "gaussian"], default="box",
+                        help="how thick slices are simulated: box (each group of slices averaged) or a Gaussian of"
+                             " FWHM = the thick spacing")
+    parser.add_argument("--slice-profile", choices=["auto", "box", "gaussian", "family"], default="auto",
+                        help="fine-tuning's slice profile (auto: estimated from the scan, the CLI's default)")
     parser.add_argument("--crop", type=int, default=64, help="in-plane side of the centre crop, pixels")
     parser.add_argument("--max-minutes", type=float, default=1.5, help="fine-tuning budget per volume")
     parser.add_argument("--steps", type=int, default=1000, help="fine-tuning steps at most")
@@ -491,7 +505,10 @@ def main(argv: list[str] | None = None) -> None:
     print(table(rows))
     print(f"\nCommand: `{command}`  \nMachine: {machine(args.threads)}")
     if args.write_docs:
-        body = f"{table(rows)}\n\n{PROTOCOL}"
+        protocol = PROTOCOL if args.thick_profile == "box" else PROTOCOL.replace(
+            "thick slices average each group of `factor` slices",
+            "thick slices weigh the thin slices by a Gaussian of FWHM `factor` slices centred on each group")
+        body = f"{table(rows)}\n\n{protocol}"
         factors = ", ".join(f"x{f}" for f in args.factors)
         title = f"Medical through-plane {factors} and ratios {', '.join(map(str, args.ratios))}: spline, built-in, fine-tuned"
         page = "medical"
