@@ -102,7 +102,7 @@ def _run(inputs: list[Path], output: Path, options: dict[str, Any]) -> Any:
               show_default=True, help="Least share of valid pixels in a training patch (the rest is filled).")
 @click.option("--slice-profile", type=click.Choice(["auto", "gaussian", "box", "family"]), default=None,
               help="Scans: profile that degrades in-plane slices into thick ones (auto: estimated from the scan, "
-                   "the family on scans under 6 slices; gaussian: FWHM = slice thickness, as SMORE; box: an ideal "
+                   "the family on scans under 8 slices; gaussian: FWHM = slice thickness, as SMORE; box: an ideal "
                    "slab; family: any of them, drawn per training image). [default: auto]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace the output model if it exists.")

@@ -274,7 +274,7 @@ def test_a_dicom_series_fine_tunes(fixtures_dir, start_model, tmp_path):
     report = finetune_medical([folder], tmp_path / "ct.safetensors", tuning(start_model, steps=1))
     # 4 slices: too few to estimate the profile, so no guess: the whole family of the header's width.
     assert report.scale == (2, 1) and any("slice profile family (box, Gaussian or a mix per image) of 3 px of 1 mm"
-                                          " (not estimable: fewer than 6 slices" in n for n in report.notes)
+                                          " (not estimable: fewer than 8 slices" in n for n in report.notes)
     # No silent choice: where the factor came from, in the notes and the card.
     assert report.notes[0].startswith("through-plane x2 along axis 0 (factor from the header: slice spacing 2 mm")
     from srrestore.models.checkpoint import read_checkpoint_info
