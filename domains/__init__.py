@@ -20,7 +20,7 @@ def sniff(path: Path) -> str | None:
     from srrestore.domains.image import sniff_image
     from srrestore.domains.medical.dicom_series import sniff_dicom
     from srrestore.domains.medical.nifti import sniff_nifti
-    from srrestore.domains.satellite.geotiff import sniff_geotiff
+    from srrestore.domains.satellite.sniff import sniff_geotiff
 
     for name, recognises in zip(FORMATS, (sniff_dicom, sniff_nifti, sniff_geotiff, sniff_image)):
         if recognises(path):

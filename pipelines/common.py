@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from srrestore import __version__
 from srrestore.domains.image import IMAGE_SUFFIXES
+from srrestore.domains.satellite.sniff import TIFF_SUFFIXES
 from srrestore.engine.io import ArrayReader, Reader, Writer
 from srrestore.engine.normalize import Normalization
 from srrestore.errors import ConfigError, MissingDependencyError, one_line
@@ -19,7 +20,7 @@ from srrestore.pipelines.options import RestoreOptions
 __all__ = ["OUTPUT_SUFFIXES", "RestoreReport", "check_output_name", "model_for", "run_engine", "provenance"]
 
 OUTPUT_SUFFIXES: dict[str, tuple[str, ...]] = {
-    "geotiff": (".tif", ".tiff"),
+    "geotiff": TIFF_SUFFIXES,
     "image": IMAGE_SUFFIXES,
     "nifti": (".nii", ".nii.gz"),
 }

@@ -93,6 +93,19 @@ def test_core_imports_no_format_library():
     assert loaded == ""
 
 
+def test_an_image_restore_imports_no_other_domains_library():
+    # Sniffing asks every domain; the GeoTIFF sniffer imports rasterio (0.3 s) for a TIFF only.
+    png = Path(__file__).resolve().parents[1] / "examples" / "data" / "landsat_rgb.png"
+    code = (
+        "import sys; from pathlib import Path; import srrestore.pipelines.image.restore;"
+        "from srrestore.pipelines.restore import detect_format;"
+        f"kind = detect_format(Path({str(png)!r}));"
+        "print(kind, ','.join(m for m in ('rasterio', 'pydicom', 'nibabel', 'xarray', 'monai') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == ["image"]
+
+
 def test_domains_and_pipelines_live_in_the_srrestore_namespace():
     import srrestore.domains.image
     import srrestore.pipelines.restore

@@ -33,7 +33,7 @@ from srrestore.domains.satellite.blocks import BlockAligner
 from srrestore.domains.satellite.meta import RasterMeta
 from srrestore.engine.io import ImageSpec, band_valid_mask, valid_mask
 from srrestore.engine.region import Region
-from srrestore.errors import (ConfigError, InputReadError, OutputWriteError, SRRestoreError, UnsupportedInputError,
+from srrestore.errors import (ConfigError, InputReadError, OutputWriteError, UnsupportedInputError,
                               error_reason)
 from srrestore.sr_model import SUPPORTED_DTYPES
 
@@ -45,7 +45,6 @@ __all__ = [
     "GeoTiffReader",
     "GeoTiffWriter",
     "alpha_band",
-    "sniff_geotiff",
     "RasterSample",
     "creation_options",
     "overview_factors",
@@ -97,28 +96,6 @@ def read_meta(dataset: Any) -> RasterMeta:
         has_mask=MaskFlags.per_dataset in flags and not {MaskFlags.nodata, MaskFlags.alpha} & set(flags),
         alpha_mask=MaskFlags.alpha in flags,
     )
-
-
-def sniff_geotiff(path: Path) -> bool:
-    """Whether the GeoTIFF reader should open ``path``: a ``.tif``/``.tiff`` file GDAL opens as a
-    georeferenced GTiff (a CRS, a non-identity transform, GCPs or RPCs), or one that neither GDAL
-    nor the plain-image reader can open, so that the reader's error names the damage."""
-    if not path.is_file() or path.suffix.lower() not in (".tif", ".tiff"):
-        return False
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as dataset:
-                return dataset.driver == "GTiff" and read_meta(dataset).georeferenced
-    except (*GeoTiffReader.DAMAGED_FILE_ERRORS, OSError):
-        pass
-    from srrestore.domains.image import read_image
-
-    try:
-        read_image(path)
-    except SRRestoreError:
-        return True
-    return False
 
 
 def alpha_band(meta: RasterMeta) -> int | None:

@@ -27,7 +27,7 @@ from srrestore.errors import (
 from srrestore.models.checkpoint import save_generator
 from srrestore.models.generator import create_generator
 from srrestore.pipelines.satellite.options import GeoTiffOptions
-from srrestore.domains.satellite.geotiff import sniff_geotiff
+from srrestore.domains.satellite.sniff import sniff_geotiff
 from srrestore.pipelines.satellite.restore import restore_geotiff
 
 CHANNELS = {"landsat_rgb_nodata0.tif": 3, "rgbn_nodata0.tif": 4, "s1_gamma0_nan.tif": 1,
