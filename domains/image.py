@@ -18,6 +18,10 @@ __all__ = ["IMAGE_SUFFIXES", "read_image", "sniff_image", "write_image"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _TIFF = (".tif", ".tiff")
+PNG_COMPRESS_LEVEL = 1
+"""zlib level of PNG outputs (lossless at any level). Level 1, OpenCV's default, encoded the
+2000 x 1920 RGB Set14 baboon at x4 in 0.43 s against 0.97 s at Pillow's default 6, in a file
+10 % larger (7.7 against 7.0 MB; 2-core AMD EPYC)."""
 
 
 def sniff_image(path: Path) -> bool:
@@ -61,7 +65,8 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def write_image(path: Path, array: np.ndarray) -> None:
-    """Write ``(C, H, W)`` values; the format follows the suffix (JPEG at quality 95)."""
+    """Write ``(C, H, W)`` values; the format follows the suffix (JPEG at quality 95, PNG at
+    zlib level :data:`PNG_COMPRESS_LEVEL`)."""
     import imageio.v3 as iio
     import tifffile
 
@@ -73,6 +78,8 @@ def write_image(path: Path, array: np.ndarray) -> None:
         _write_png_16(path, array)
     elif suffix in (".jpg", ".jpeg"):
         iio.imwrite(path, pixels, extension=suffix, quality=95)
+    elif suffix == ".png":
+        iio.imwrite(path, pixels, extension=suffix, compress_level=PNG_COMPRESS_LEVEL)
     else:
         iio.imwrite(path, pixels, extension=suffix)
 
@@ -103,6 +110,7 @@ def _write_png_16(path: Path, array: np.ndarray) -> None:
     import png
 
     channels, height, width = array.shape
-    writer = png.Writer(width, height, greyscale=channels == 2, alpha=channels in (2, 4), bitdepth=16)
+    writer = png.Writer(width, height, greyscale=channels == 2, alpha=channels in (2, 4), bitdepth=16,
+                        compression=PNG_COMPRESS_LEVEL)
     with open(path, "wb") as handle:
         writer.write(handle, np.moveaxis(array, 0, -1).reshape(height, width * channels))

@@ -484,6 +484,13 @@ def write_png(path: Path, pixels: np.ndarray) -> None:
                      + chunk(b"IEND", b""))
 
 
+def png_compression(path: Path) -> int:
+    """FLEVEL of a PNG's zlib stream (first IDAT's header): 0 fastest (zlib level 0-1), 1 fast, 2 default (6), 3 best."""
+    data = path.read_bytes()
+    idat = data.index(b"IDAT") + 4
+    return data[idat + 1] >> 6
+
+
 @pytest.mark.parametrize(("suffix", "dtype", "channels", "size", "model"), IMAGE_CASES)
 def test_plain_image_keeps_dtype_channels_and_alpha(folders, models, suffix, dtype, channels, size, model):
     source_folder, target_folder = folders
@@ -514,6 +521,8 @@ def test_plain_image_keeps_dtype_channels_and_alpha(folders, models, suffix, dty
     assert output.shape == expected_shape
     if channels == 4:  # alpha is nearest-upsampled, never through the network
         np.testing.assert_array_equal(output[..., 3], nearest(values[..., 3]))
+    if suffix == ".png":  # written for speed (8- and 16-bit writers alike)
+        assert png_compression(target) == 0
 
 
 # --- NIfTI ------------------------------------------------------------------------------------
