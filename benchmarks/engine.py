@@ -6,7 +6,9 @@
 2. Overhead: engine time / bare network forward time on the same windows, at the
    default (automatic) tile; also against one whole-image forward (which needs no halo).
 3. Memory: peak RSS of a process upscaling generated inputs of 1k and 4k pixels a side
-   (16k with ``--with-16k``), each in its own subprocess (``ru_maxrss``).
+   (16k with ``--with-16k``), each in its own subprocess (``VmHWM``); on a CUDA device also the
+   peak GPU memory torch allocated. ``--channels 1 --scale 2`` measures the grey x2 shape,
+   ``--precision`` the engine's precision (``auto``: bf16 on GPUs that have it).
 4. Throughput: output megapixels per second of those runs.
 5. MONAI: ``monai.inferers.sliding_window_inference`` running the same network on the
    same input (window = the engine's window at ``--side-tile``, overlap 0.25, gaussian
@@ -20,6 +22,8 @@ Timings on a shared machine follow its load (printed in the header). Examples::
     python benchmarks/engine.py                                   # everything, srgan x4 (slow on 2 cores)
     python benchmarks/engine.py --only exactness --model test-tiny --crop 768
     python benchmarks/engine.py --only memory --memory-model test-tiny --sizes 1024 4096 --with-16k
+    python benchmarks/engine.py --only memory --device cuda --memory-model srgan --sizes 4096 --with-16k \
+        --precision bf16 --write-docs --page engine-gpu                  # the built-ins' size on a GPU
 """
 
 from __future__ import annotations
@@ -98,15 +102,16 @@ class NullWriter:
 
 
 class PatternReader:
-    """A generated ``(3, size, size)`` uint8 image, produced window by window."""
+    """A generated ``(channels, size, size)`` uint8 image (1 or 3 channels), produced window by window."""
 
-    def __init__(self, size: int) -> None:
-        self.spec = ImageSpec(3, (size, size), "uint8", None)
+    def __init__(self, size: int, channels: int = 3) -> None:
+        self.spec = ImageSpec(channels, (size, size), "uint8", None)
 
     def read(self, region: Region) -> np.ndarray:
         rows, cols = np.ogrid[region.start[0] : region.stop[0], region.start[1] : region.stop[1]]
         base = 127 + 60 * np.sin(rows / 7.0) * np.cos(cols / 11.0) + ((rows * 31 + cols * 17) % 41)
-        return np.stack([base, base[::-1], 255 - base]).clip(0, 255).astype(np.uint8)
+        bands = [base, base[::-1], 255 - base][: self.spec.channels]
+        return np.stack(bands).clip(0, 255).astype(np.uint8)
 
     def read_valid(self, region: Region) -> np.ndarray:
         return np.ones(region.size, dtype=bool)
@@ -214,29 +219,38 @@ def overhead(args: argparse.Namespace) -> str:
 # -- 3. memory (children) ---------------------------------------------------------------------------
 
 
-def child_memory(args: argparse.Namespace) -> dict[str, float]:
+def child_memory(args: argparse.Namespace) -> dict[str, float | str | None]:
     keep_freed_memory()  # as the srrestore command runs (SRRESTORE_MALLOC=system: the C library's defaults)
-    network = build_network(args.memory_model, 3, args.scale)
+    network = build_network(args.memory_model, args.channels, args.scale)
     baseline = peak_rss_mb()
-    reader = PatternReader(args.size)
-    upscaler = TiledUpscaler(network, network.spec, Normalization.for_dtype("uint8", 3), reader.spec,
-                             UpscaleOptions(device=args.device))
+    reader = PatternReader(args.size, args.channels)
+    on_cuda = args.device.startswith("cuda")
+    if on_cuda:
+        torch.cuda.reset_peak_memory_stats()
+    upscaler = TiledUpscaler(network, network.spec, Normalization.for_dtype("uint8", args.channels), reader.spec,
+                             UpscaleOptions(device=args.device, precision=args.precision))
     report = upscaler.run(reader, NullWriter())
     return {"size": args.size, "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline, "seconds": report.seconds,
-            "mp_per_s": report.output_megapixels / report.seconds, "tile": report.tile_size, "batch": report.batch_size}
+            "mp_per_s": report.output_megapixels / report.seconds, "tile": report.tile_size, "batch": report.batch_size,
+            "precision": report.precision, "device": report.device,
+            "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if on_cuda else None}
 
 
 def memory(args: argparse.Namespace) -> str:
     sizes = list(args.sizes) + ([16384] if args.with_16k else [])
-    lines = [f"## 3-4. Peak RSS and throughput, generated RGB uint8 inputs, model {args.memory_model} "
-             f"x{args.scale}, automatic tile (each size in a fresh process)", "",
-             "| input side | output side | peak RSS MB | RSS before the run MB | seconds | output MP/s | tile | batch |",
-             "|---|---|---|---|---|---|---|---|"]
+    kind = "RGB" if args.channels == 3 else "grey"
+    gpu = args.device.startswith("cuda")
+    lines = [f"## 3-4. Peak memory and throughput, generated {kind} uint8 inputs, model {args.memory_model} "
+             f"x{args.scale}, precision {args.precision}, automatic tile (each size in a fresh process)", "",
+             "| input side | output side | peak RSS MB | RSS before the run MB |" + (" peak GPU MB |" if gpu else "")
+             + " seconds | output MP/s | tile | batch | device, precision run |",
+             "|---|---|---|---|" + ("---|" if gpu else "") + "---|---|---|---|---|"]
     for size in sizes:
         result = run_child(args, "memory", "--size", str(size))
-        lines.append(f"| {size} | {size * args.scale} | {result['peak_rss_mb']:.0f} | {result['baseline_rss_mb']:.0f} "
-                     f"| {result['seconds']:.1f} | {result['mp_per_s']:.3f} | {result['tile']:.0f} "
-                     f"| {result['batch']:.0f} |")
+        lines.append(f"| {size} | {size * args.scale} | {result['peak_rss_mb']:.0f} | {result['baseline_rss_mb']:.0f} |"
+                     + (f" {result['peak_gpu_mb']:.0f} |" if gpu else "")
+                     + f" {result['seconds']:.1f} | {result['mp_per_s']:.3f} | {result['tile']:.0f} "
+                     f"| {result['batch']:.0f} | {result['device']}, {result['precision']} |")
     return "\n".join(lines)
 
 
@@ -301,7 +315,8 @@ def monai(args: argparse.Namespace) -> str:
 def run_child(args: argparse.Namespace, child: str, *extra: str) -> dict[str, float]:
     command = [sys.executable, __file__, "--child", child, "--data", str(args.data), "--model", args.model,
                "--memory-model", args.memory_model, "--scale", str(args.scale), "--crop", str(args.crop),
-               "--device", args.device, "--side-tile", str(args.side_tile), *extra]
+               "--device", args.device, "--side-tile", str(args.side_tile), "--channels", str(args.channels),
+               "--precision", args.precision, *extra]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -318,9 +333,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sizes", type=int, nargs="+", default=(1024, 4096), help="memory run input sides")
     parser.add_argument("--with-16k", action="store_true", help="add a 16384 px input to the memory runs (slow)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=3, help="channels of the memory runs' input")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                        help="the engine's precision in the memory runs")
     parser.add_argument("--only", nargs="+", choices=("exactness", "overhead", "memory", "monai"),
                         default=("exactness", "overhead", "memory", "monai"))
     add_write_docs_option(parser, "engine")
+    parser.add_argument("--page", default="engine",
+                        help="with --write-docs: write docs/results/PAGE.md (engine-gpu for a GPU run)")
     parser.add_argument("--child", choices=("memory", "engine", "monai"), help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--reference", help=argparse.SUPPRESS)
@@ -335,8 +355,11 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(result))
         return
     print("# srrestore inference engine benchmark")
+    device = args.device
+    if device.startswith("cuda") and torch.cuda.is_available():
+        device = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     machine = (f"{cpu_model()}, {os.cpu_count()} CPUs ({load_average()} at the start), torch {torch.__version__} "
-               f"({torch.get_num_threads()} threads), device {args.device}")
+               f"({torch.get_num_threads()} threads), device {device}")
     print(f"machine: {machine}; networks have seeded random weights")
     sections = []
     for part in args.only:
@@ -346,7 +369,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nreproduce: cd {REPOSITORY} && {command}")
     if args.write_docs:
         body = "\n\n".join([NOTES, *sections])
-        print(f"Page: {write_results('engine', 'Inference engine', body, command, machine)}")
+        title = "Inference engine" if args.page == "engine" else f"Inference engine: {args.page}"
+        print(f"Page: {write_results(args.page, title, body, command, machine)}")
 
 
 if __name__ == "__main__":
