@@ -30,6 +30,7 @@ import torch
 
 from srrestore.engine.allocator import keep_freed_memory
 from srrestore.engine.compilation import compiled
+from srrestore.engine.devices import cpu_flags
 from srrestore.engine.threads import auto_threads, available_cores
 from srrestore.models.onnx import export_onnx
 from srrestore.sr_model import SRModel, load_model
@@ -132,11 +133,9 @@ def beside_competing_jobs(model: SRModel, jobs: int, size: int, repeats: int) ->
 
 def cpu_line() -> str:
     """The CPU model and the flags that decide the fast paths (oneDNN uses AMX or AVX512-BF16 for bf16)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    flags = cpu_flags()
+    if flags is None:
         return cpu_model()
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
     wanted = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if flag in flags]
     return f"{cpu_model()} ({', '.join(wanted) or 'no AVX2'})"
 

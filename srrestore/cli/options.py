@@ -28,8 +28,9 @@ def engine_options(function: F) -> F:
             click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
                          show_default=True,
                          help="Network precision: auto = bf16 on GPUs with native bf16 (compute capability 8.0+), "
-                              "fp16 on older GPUs, fp32 elsewhere; fp32 = IEEE fp32 (TF32 off). Normalisation "
-                              "always runs in float32."),
+                              "fp16 on older GPUs, fp32 elsewhere; fp32 = IEEE fp32 (TF32 off). On a CPU bf16 and "
+                              "fp16 are fast only with AMX or AVX512 (the run says when they are emulated). "
+                              "Normalisation always runs in float32."),
             click.option("--consistency", type=click.Choice(["area", "bicubic"]), default=None,
                          help="Project the output so that downscaling it gives back the input."),
             click.option("--compile", "compile", is_flag=True,

@@ -30,6 +30,7 @@ __all__ = [
     "resolve_precision",
     "precision_choice",
     "native_bf16",
+    "cpu_flags",
     "precision_name",
     "autocast",
     "strict_fp32",
@@ -43,6 +44,10 @@ __all__ = [
 
 DEVICE_KINDS = ("auto", "cpu", "cuda", "mps")
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# CPU feature flags (Linux /proc/cpuinfo; x86 then Arm spellings) under which oneDNN computes the
+# reduced precision natively; without them it is emulated. On a 2-core AVX2 AMD EPYC bf16 autocast
+# ran the RGB x4 built-in at 0.02 output MP/s against 1.16 in fp32 (docs/results/speed.md).
+NATIVE_CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16", "bf16"), "fp16": ("avx512_fp16", "amx_fp16", "asimdhp")}
 
 # Share of the free memory one forward may use, and the largest tile / batch chosen automatically.
 CPU_MEMORY_SHARE = 0.25
@@ -116,6 +121,20 @@ def native_bf16(device: torch.device) -> bool:
     return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags (``flags`` on x86, ``Features`` on Arm) from Linux's /proc/cpuinfo,
+    or None where that cannot be read (other systems)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return None
+
+
 def precision_choice(name: str, device: torch.device) -> tuple[torch.dtype | None, str]:
     """The autocast dtype for a precision option on ``device`` (None: fp32), and one line saying why.
 
@@ -136,6 +155,10 @@ def precision_choice(name: str, device: torch.device) -> tuple[torch.dtype | Non
         note = f"{choice} (asked for{strict if choice == 'fp32' else ''})"
         if choice == "bf16" and device.type == "cuda" and not native_bf16(device):
             note = f"bf16 (asked for; {device} has no native bf16: emulated, slower than fp16)"
+        flags = cpu_flags() if device.type == "cpu" and choice in NATIVE_CPU_FLAGS else None
+        if flags is not None and not flags & set(NATIVE_CPU_FLAGS[choice]):
+            note = (f"{choice} (asked for; this CPU has no {' or '.join(NATIVE_CPU_FLAGS[choice][:2])}: emulated, "
+                    "many times slower than fp32)")
         return PRECISIONS[choice], note
     if device.type != "cuda":
         return None, f"fp32 (auto: {device.type}{strict})"

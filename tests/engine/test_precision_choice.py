@@ -9,6 +9,7 @@ on any build of torch.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,6 +69,30 @@ def test_explicit_choices_are_kept_and_stated(two_gpus):
         torch.bfloat16, "bf16 (asked for; cuda:0 has no native bf16: emulated, slower than fp16)")
     assert precision_choice("auto", torch.device("cpu")) == (None, "fp32 (auto: cpu)")
     assert precision_choice("fp32", torch.device("cpu")) == (None, "fp32 (asked for)")
+
+
+@pytest.mark.parametrize(("flags", "emulated"), [
+    ({"avx2", "fma"}, {"bf16", "fp16"}),  # an AVX2 CPU (AMD EPYC here): both emulated, about 50x slower than fp32
+    ({"avx512f", "avx512_bf16"}, {"fp16"}),
+    ({"amx_bf16", "amx_tile", "amx_fp16"}, set()),
+    ({"fp", "asimd", "asimdhp", "bf16"}, set()),  # Arm's spellings
+    (None, set()),  # flags unknown (no /proc/cpuinfo): nothing claimed
+])
+def test_reduced_precision_on_a_cpu_without_its_instructions_says_it_is_emulated(monkeypatch, flags, emulated):
+    monkeypatch.setattr(devices, "cpu_flags", lambda: None if flags is None else frozenset(flags))
+    for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        chosen, note = precision_choice(name, torch.device("cpu"))
+        assert chosen == dtype
+        assert ("emulated, many times slower than fp32" in note) == (name in emulated), (name, note)
+    assert precision_choice("auto", torch.device("cpu")) == (None, "fp32 (auto: cpu)")
+
+
+def test_cpu_flags_reads_this_linux_machine():
+    flags = devices.cpu_flags()
+    if not Path("/proc/cpuinfo").is_file():
+        assert flags is None
+    else:  # every x86-64 CPU has sse2; every 64-bit Arm one asimd
+        assert flags is not None and flags & {"sse2", "asimd"}
 
 
 def test_the_engine_report_states_the_choice(astronaut, tiny_rgb):
