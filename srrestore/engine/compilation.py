@@ -1,10 +1,12 @@
 """Optional ``torch.compile`` of a network for inference (``UpscaleOptions.compile``).
 
 Inductor fuses the generator's many small element-wise operations (the
-neighbourhood attention above all) into a few loops: on a CPU the ``srgan``
-network runs about twice as fast, after a one-off compilation of one to two
-minutes on two cores (cached on disk by torch for later runs). It pays off on
-large images, not on one small photo.
+neighbourhood attention above all) into a few loops, after a one-off
+compilation of one to two minutes on two cores (cached on disk by torch for
+later runs). Since the eager network got faster, the gain on a CPU is small:
+1.11 against 0.98 output MP/s for the RGB x4 built-in at 128 px, one thread, on
+a 2-core AMD EPYC (``docs/results/speed.md``). It can pay off on large images,
+never on one small photo.
 
 Shapes are dynamic (tiles at the image's edges have other window sizes than
 interior ones), so later runs and other window sizes reuse the compiled code.

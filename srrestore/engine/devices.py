@@ -46,7 +46,7 @@ DEVICE_KINDS = ("auto", "cpu", "cuda", "mps")
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # CPU feature flags (Linux /proc/cpuinfo; x86 then Arm spellings) under which oneDNN computes the
 # reduced precision natively; without them it is emulated. On a 2-core AVX2 AMD EPYC bf16 autocast
-# ran the RGB x4 built-in at 0.02 output MP/s against 1.16 in fp32 (docs/results/speed.md).
+# ran the RGB x4 built-in at 0.02 output MP/s against 0.98 in fp32 (128 px, one thread, docs/results/speed.md).
 NATIVE_CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16", "bf16"), "fp16": ("avx512_fp16", "amx_fp16", "asimdhp")}
 
 # Share of the free memory one forward may use, and the largest tile / batch chosen automatically.
