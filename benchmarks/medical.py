@@ -99,7 +99,11 @@ MASK_PERCENTILES = (0.5, 99.5)
 ORACLE_REACH = 4  # thick slices on each side the linear oracle's filter sees
 MARGIN = 32  # in-plane pixels restored around the measured centre (the srgan generator's receptive field)
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-PROTOCOL = ("Per volume: the thin-slice volume is the reference; thick slices average each group of `factor` slices; "
+THICK_SLICES = {  # --thick-profile: how the protocol's thick slices are made from the thin ones
+    "box": "average each group of `factor` slices",
+    "gaussian": "weigh the thin slices by a Gaussian of FWHM `factor` slices centred on each group",
+}
+PROTOCOL = ("Per volume: the thin-slice volume is the reference; thick slices {thick}; "
             "every method restores the thick scan's centre block and is measured on its centre. PSNR (data range 1) "
             "and mean 3-D SSIM inside the body mask, on intensities scaled so that the reference's p0.5 and p99.5 "
             "inside the mask are 0 and 1. Fine-tuning sees the whole thick scan only. The linear oracle is the "
@@ -446,7 +450,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="k: thick slices across the file's own slices; i: across its first in-plane axis"
                              " (the volume turned; cubic voxels only), where the reference is as sharp as in-plane"
                              " (--write-docs then writes docs/results/medical-in-plane-axis.md)")
-    parser.add_argument("--thick-profile", choices=["box", "gaussian"], default="box",
+    parser.add_argument("--thick-profile", choices=list(THICK_SLICES), default="box",
                         help="how thick slices are simulated: box (each group of slices averaged) or a Gaussian of"
                              " FWHM = the thick spacing")
     parser.add_argument("--slice-profile", choices=["auto", "box", "gaussian", "family"], default="auto",
@@ -505,10 +509,7 @@ def main(argv: list[str] | None = None) -> None:
     print(table(rows))
     print(f"\nCommand: `{command}`  \nMachine: {machine(args.threads)}")
     if args.write_docs:
-        protocol = PROTOCOL if args.thick_profile == "box" else PROTOCOL.replace(
-            "thick slices average each group of `factor` slices",
-            "thick slices weigh the thin slices by a Gaussian of FWHM `factor` slices centred on each group")
-        body = f"{table(rows)}\n\n{protocol}"
+        body = f"{table(rows)}\n\n{PROTOCOL.format(thick=THICK_SLICES[args.thick_profile])}"
         factors = ", ".join(f"x{f}" for f in args.factors)
         title = f"Medical through-plane {factors} and ratios {', '.join(map(str, args.ratios))}: spline, built-in, fine-tuned"
         page = "medical"

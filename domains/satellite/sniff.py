@@ -9,9 +9,10 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-__all__ = ["TIFF_SUFFIXES", "sniff_geotiff"]
+from srrestore.domains.image import TIFF_SUFFIXES, read_image
+from srrestore.errors import SRRestoreError
 
-TIFF_SUFFIXES = (".tif", ".tiff")
+__all__ = ["TIFF_SUFFIXES", "sniff_geotiff"]
 
 
 def sniff_geotiff(path: Path) -> bool:
@@ -23,9 +24,7 @@ def sniff_geotiff(path: Path) -> bool:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
-    from srrestore.domains.image import read_image
     from srrestore.domains.satellite.geotiff import GeoTiffReader, read_meta
-    from srrestore.errors import SRRestoreError
 
     try:
         with warnings.catch_warnings():
